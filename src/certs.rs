@@ -1,0 +1,1 @@
+//! Development certificates: a CA and a server certificate with SANs, written as PEM files.

@@ -1,0 +1,15 @@
+//! dualstack-webhook: a Kubernetes admission webhook that enforces a dual-stack policy on Services.
+//!
+//! # Layout
+//! ```text
+//! main ─▶ cli (run) ─▶ config, telemetry, shutdown, tls, server, routes, admin, metrics, reload
+//!                        routes ─▶ admission ─▶ policy ─▶ {engine, patch}
+//! ```
+//! - [`policy`] and [`patch`] are pure: no I/O, no async, no clock, no logging.
+//! - [`admission`] owns the AdmissionReview wire format.
+//! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
+
+pub mod certs;
+pub mod metrics;
+pub mod server;
+pub mod tls;

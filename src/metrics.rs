@@ -1,0 +1,167 @@
+//! Prometheus metrics: typed families registered on a caller-owned registry (no globals).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Which admission endpoint answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are lower case on the wire
+pub enum Endpoint {
+    /// `POST /mutate`
+    mutate,
+    /// `POST /validate`
+    validate,
+}
+
+/// What the webhook did with a review.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Allowed, nothing changed or flagged.
+    allowed,
+    /// Allowed with a JSON patch.
+    patched,
+    /// Allowed with warnings or audit findings.
+    warned,
+    /// Denied.
+    denied,
+    /// The body was not an AdmissionReview (4xx answer).
+    invalid,
+}
+
+/// Labels of `dualstack_webhook_reviews_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// `CREATE`, `UPDATE`, ... or `unknown` for unreadable bodies.
+    pub operation: String,
+    /// What the webhook answered.
+    pub outcome: Outcome,
+}
+
+/// Labels of `dualstack_webhook_review_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+}
+
+/// Labels of the reload counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub result: ReloadResult,
+}
+
+/// Result of a reload attempt.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReloadResult {
+    /// The new file was loaded and is in use.
+    success,
+    /// The new file was rejected; the last good one stays in use.
+    failure,
+}
+
+/// The webhook's metric families. Cheap to clone: every family is reference-counted.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    reviews: Family<ReviewLabels, Counter>,
+    review_duration: Family<EndpointLabels, Histogram>,
+    policy_reloads: Family<ReloadLabels, Counter>,
+    certificate_reloads: Family<ReloadLabels, Counter>,
+    tls_handshake_failures: Counter,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates the families and registers them under the `dualstack_webhook` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let reg = registry.sub_registry_with_prefix("dualstack_webhook");
+        let reviews = Family::default();
+        reg.register(
+            "reviews",
+            "Admission reviews answered, by endpoint, operation and outcome",
+            reviews.clone(),
+        );
+        // 50 µs .. ~0.4 s: a decision takes microseconds; the tail shows scheduling stalls.
+        let review_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.000_05, 2.0, 14))) as fn() -> Histogram,
+        );
+        reg.register(
+            "review_duration_seconds",
+            "Time from a complete request body to the encoded answer",
+            review_duration.clone(),
+        );
+        let policy_reloads = Family::default();
+        reg.register(
+            "policy_reloads",
+            "Policy file reloads, by result (a failure keeps the last good policy)",
+            policy_reloads.clone(),
+        );
+        let certificate_reloads = Family::default();
+        reg.register(
+            "certificate_reloads",
+            "Serving certificate reloads, by result (a failure keeps the last good pair)",
+            certificate_reloads.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        reg.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        Self {
+            reviews,
+            review_duration,
+            policy_reloads,
+            certificate_reloads,
+            tls_handshake_failures,
+        }
+    }
+
+    /// Counts one answered review and records how long it took.
+    pub fn review(&self, endpoint: Endpoint, operation: &str, outcome: Outcome, seconds: f64) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                endpoint,
+                operation: operation.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.review_duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
+    }
+
+    /// Counts a policy reload attempt.
+    pub fn policy_reload(&self, result: ReloadResult) {
+        self.policy_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// Counts a certificate reload attempt.
+    pub fn certificate_reload(&self, result: ReloadResult) {
+        self.certificate_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// Counts a failed or timed-out TLS handshake.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
+    }
+}
+
+/// Metrics on a private registry, for tests and offline commands.
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}

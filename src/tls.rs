@@ -1,0 +1,1 @@
+//! TLS: the rustls server configuration and a certificate resolver that reloads PEM files.
