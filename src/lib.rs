@@ -9,7 +9,15 @@
 //! - [`admission`] owns the AdmissionReview wire format.
 //! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
 
+pub mod apiserver;
 pub mod certs;
+pub mod cluster;
+pub mod engine;
 pub mod metrics;
+pub mod policy;
 pub mod server;
+pub mod service;
 pub mod tls;
+
+#[cfg(test)]
+mod testing;

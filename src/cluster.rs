@@ -1,0 +1,200 @@
+//! What the webhook knows of the cluster: its service CIDRs and namespace labels, as one snapshot.
+//!
+//! The snapshot is a plain value: the request path reads the latest one without awaiting anything, and
+//! a watcher (or the command line) publishes a new one when something changes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::service::{IpFamily, Labels};
+
+/// The service IP ranges of the cluster (`--service-cluster-ip-range`), primary family first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceCidrs {
+    primary: IpFamily,
+    nets: Vec<IpNet>,
+}
+
+/// Why a list of service CIDRs was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// No CIDR at all.
+    #[error("--service-cidrs needs one or two CIDRs")]
+    Empty,
+    /// More than one per family or more than two.
+    #[error("--service-cidrs takes at most one CIDR per family, primary first: {0}")]
+    TooMany(String),
+    /// Not a CIDR.
+    #[error("--service-cidrs: {0:?} is not a CIDR (e.g. 10.96.0.0/16 or fd00:10:96::/112)")]
+    Parse(String),
+}
+
+/// The cluster snapshot the engine decides against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// The service ranges; `None` makes no cluster assumptions.
+    pub service_cidrs: Option<ServiceCidrs>,
+    /// Labels of namespaces seen so far; an unknown namespace has only `kubernetes.io/metadata.name`.
+    pub namespaces: HashMap<String, Labels>,
+}
+
+/// The label every namespace carries since Kubernetes 1.21.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+// === impl ServiceCidrs ===
+
+impl ServiceCidrs {
+    /// One or two CIDRs of different families; the first one's family is the primary.
+    pub fn new(nets: Vec<IpNet>) -> Result<Self, CidrError> {
+        let first = nets.first().ok_or(CidrError::Empty)?;
+        let primary = IpFamily::of(&first.addr());
+        let same_family = nets.len() == 2 && IpFamily::of(&nets[1].addr()) == primary;
+        if nets.len() > 2 || same_family {
+            let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
+            return Err(CidrError::TooMany(list.join(",")));
+        }
+        let nets = nets.into_iter().map(|n| n.trunc()).collect();
+        Ok(Self { primary, nets })
+    }
+
+    /// Parses `CIDR[,CIDR]`.
+    pub fn parse(list: &str) -> Result<Self, CidrError> {
+        let nets = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|_| CidrError::Parse(s.to_owned())))
+            .collect::<Result<Vec<IpNet>, _>>()?;
+        Self::new(nets)
+    }
+
+    /// The family of the first range: what the API server defaults to (R3.15).
+    pub fn primary(&self) -> IpFamily {
+        self.primary
+    }
+
+    /// Whether the cluster allocates from this family (R3.10, R3.14).
+    pub fn has(&self, family: IpFamily) -> bool {
+        self.nets.iter().any(|n| IpFamily::of(&n.addr()) == family)
+    }
+
+    /// Two families: a dual-stack cluster (R3.13).
+    pub fn is_dual(&self) -> bool {
+        self.has(IpFamily::IPv4) && self.has(IpFamily::IPv6)
+    }
+
+    /// The families the cluster has, primary first.
+    pub fn families(&self) -> Vec<IpFamily> {
+        let mut out = vec![self.primary];
+        if self.has(self.primary.other()) {
+            out.push(self.primary.other());
+        }
+        out
+    }
+
+    /// The range of a family, for messages.
+    pub fn range_of(&self, family: IpFamily) -> Option<&IpNet> {
+        self.nets.iter().find(|n| IpFamily::of(&n.addr()) == family)
+    }
+
+    /// Whether an IP may be allocated: inside a range and, as in the API server's bitmap allocator,
+    /// neither the network address nor (for IPv4) the broadcast address.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.nets.iter().any(|n| {
+            n.contains(ip)
+                && *ip != n.network()
+                && !(matches!(n, IpNet::V4(v4) if v4.prefix_len() < 31) && *ip == n.broadcast())
+        })
+    }
+
+    /// The ranges, primary first.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    /// A snapshot with these service ranges and no namespace labels.
+    pub fn with_cidrs(service_cidrs: Option<ServiceCidrs>) -> Self {
+        Self {
+            service_cidrs,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    /// The labels of a namespace; an unknown one has only its automatic name label.
+    pub fn namespace_labels(&self, namespace: &str) -> Labels {
+        let mut labels = self.namespaces.get(namespace).cloned().unwrap_or_default();
+        labels
+            .entry(NAMESPACE_NAME_LABEL.to_owned())
+            .or_insert_with(|| namespace.to_owned());
+        labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn primary_is_the_first_cidr() {
+        let v4v6 = ServiceCidrs::parse("10.96.0.0/16,fd00::/108").unwrap();
+        assert_eq!(v4v6.primary(), IpFamily::IPv4);
+        assert_eq!(v4v6.families(), vec![IpFamily::IPv4, IpFamily::IPv6]);
+        let v6v4 = ServiceCidrs::parse("fd00::/108, 10.96.0.0/16").unwrap();
+        assert_eq!(v6v4.primary(), IpFamily::IPv6);
+        assert_eq!(v6v4.families(), vec![IpFamily::IPv6, IpFamily::IPv4]);
+        assert!(v6v4.is_dual());
+        let v4 = ServiceCidrs::parse("10.0.0.0/24").unwrap();
+        assert!(!v4.is_dual());
+        assert!(!v4.has(IpFamily::IPv6));
+    }
+
+    #[test]
+    fn refuses_bad_lists() {
+        assert_eq!(ServiceCidrs::parse(""), Err(CidrError::Empty));
+        assert!(matches!(
+            ServiceCidrs::parse("10.0.0.0/8,10.1.0.0/16"),
+            Err(CidrError::TooMany(_))
+        ));
+        assert!(matches!(
+            ServiceCidrs::parse("10.0.0.0/8,fd00::/64,fd01::/64"),
+            Err(CidrError::TooMany(_))
+        ));
+        assert!(matches!(
+            ServiceCidrs::parse("10.0.0.0"),
+            Err(CidrError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn contains_excludes_network_and_broadcast() {
+        let c = ServiceCidrs::parse("10.96.0.0/24,fd00::/120").unwrap();
+        assert!(c.contains(&ip("10.96.0.1")));
+        assert!(c.contains(&ip("10.96.0.254")));
+        assert!(!c.contains(&ip("10.96.0.0")));
+        assert!(!c.contains(&ip("10.96.0.255")));
+        assert!(!c.contains(&ip("10.97.0.1")));
+        assert!(c.contains(&ip("fd00::ff")));
+        assert!(!c.contains(&ip("fd00::")));
+        assert!(!c.contains(&ip("fd00::100")));
+    }
+
+    #[test]
+    fn unknown_namespace_has_its_name_label() {
+        let c = Cluster::default();
+        let labels = c.namespace_labels("prod-a");
+        assert_eq!(
+            labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            Some("prod-a")
+        );
+    }
+}

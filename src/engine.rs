@@ -1,0 +1,199 @@
+//! The policy engine: what `/mutate` changes and what `/validate` judges. Pure: plain values in, a
+//! [`Decision`] out; no I/O, no async, no clock, no logging.
+//!
+//! Every choice follows kube-apiserver's own rules (`k8s-service-rules.md`, cited as R-numbers), so a
+//! patch from here is never the reason the API server rejects a Service.
+
+mod judge;
+mod mutate;
+mod report;
+
+pub use report::{DenialMessage, MAX_WARNING_CHARS};
+
+use std::collections::BTreeMap;
+
+use crate::cluster::Cluster;
+use crate::policy::{Action, Policy, Rule};
+use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
+
+pub use judge::Violation;
+pub use mutate::Rejection;
+
+/// The admission operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A new object.
+    Create,
+    /// A change to a stored object (`oldObject` is set).
+    Update,
+    /// A deletion: never judged.
+    Delete,
+    /// A connect: never judged.
+    Connect,
+}
+
+/// One review, as the engine sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The operation.
+    pub operation: Operation,
+    /// The request's namespace.
+    pub namespace: &'a str,
+    /// The object (absent for DELETE).
+    pub object: Option<&'a Service>,
+    /// The stored object (UPDATE).
+    pub old_object: Option<&'a Service>,
+}
+
+/// Fields `/mutate` sets; `None` leaves a field as the client sent it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mutation {
+    /// `spec.clusterIP`, set to `clusterIPs[0]` (R1.8).
+    pub cluster_ip: Option<String>,
+    /// `spec.clusterIPs`, set to `[clusterIP]` (R3.1).
+    pub cluster_ips: Option<Vec<String>>,
+    /// `spec.ipFamilyPolicy`.
+    pub ip_family_policy: Option<IpFamilyPolicy>,
+    /// `spec.ipFamilies`.
+    pub ip_families: Option<Vec<IpFamily>>,
+}
+
+/// A finding of one rule on one Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's action.
+    pub action: Action,
+    /// What is wrong.
+    pub violation: Violation,
+    /// The stored object broke the rule already and the change does not move it further away.
+    pub grandfathered: bool,
+}
+
+/// Why a request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// Deny rules are violated (each finding is a non-grandfathered `Deny`).
+    Rules(Vec<Finding>),
+    /// The API server would refuse the request on this cluster; refused here first with its reason.
+    ApiServer(Rejection),
+}
+
+/// What the engine decided for one review.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Fields to set (`/mutate` only).
+    pub mutation: Mutation,
+    /// Refusal, with the Service's display name for the message.
+    pub denial: Option<(String, Denial)>,
+    /// Rule findings (Deny, Warn and Audit, grandfathered or not).
+    pub findings: Vec<Finding>,
+    /// What was changed and why, one line each (for audit annotations).
+    pub changes: Vec<String>,
+    /// Short messages for kubectl (under 120 characters each).
+    pub warnings: Vec<String>,
+    /// Audit annotations (keys are prefixed with the webhook name by the API server).
+    pub audit: BTreeMap<String, String>,
+}
+
+// === impl Mutation ===
+
+impl Mutation {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The spec with this mutation applied (what the API server receives).
+    pub fn apply(&self, spec: &ServiceSpec) -> ServiceSpec {
+        let mut out = spec.clone();
+        if let Some(ip) = &self.cluster_ip {
+            out.cluster_ip = Some(ip.clone());
+        }
+        if let Some(ips) = &self.cluster_ips {
+            out.cluster_ips = Some(ips.clone());
+        }
+        if let Some(p) = self.ip_family_policy {
+            out.ip_family_policy = Some(p.as_str().to_owned());
+        }
+        if let Some(f) = &self.ip_families {
+            out.ip_families = Some(f.iter().map(|f| f.as_str().to_owned()).collect());
+        }
+        out
+    }
+}
+
+// === impl Decision ===
+
+impl Decision {
+    /// Whether the request is allowed.
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none()
+    }
+}
+
+/// What `/mutate` does with a review.
+pub fn mutate(policy: &Policy, cluster: &Cluster, req: &Request<'_>) -> Decision {
+    if policy.is_exempt(req.namespace) {
+        return Decision::default();
+    }
+    let Some(object) = req.object else {
+        return Decision::default();
+    };
+    let mut decision = match (req.operation, req.old_object) {
+        (Operation::Create, _) => mutate::create(policy, cluster, req.namespace, object),
+        (Operation::Update, Some(old)) => {
+            mutate::update(policy, cluster, req.namespace, object, old)
+        }
+        _ => return Decision::default(),
+    };
+    report::finish(&mut decision, object, req.namespace);
+    decision
+}
+
+/// What `/validate` decides for a review of the final (allocated) object.
+pub fn validate(policy: &Policy, cluster: &Cluster, req: &Request<'_>) -> Decision {
+    if policy.is_exempt(req.namespace) {
+        return Decision::default();
+    }
+    let Some(object) = req.object else {
+        return Decision::default();
+    };
+    let old = match (req.operation, req.old_object) {
+        (Operation::Create, _) => None,
+        (Operation::Update, old) => old,
+        _ => return Decision::default(),
+    };
+    let mut decision = Decision {
+        findings: judge::judge(policy, cluster, req.namespace, object, old),
+        ..Decision::default()
+    };
+    report::finish(&mut decision, object, req.namespace);
+    decision
+}
+
+/// The rules whose scope covers this Service (on UPDATE, the old or the new object: relabelling a
+/// Service out of a rule's scope does not escape it).
+fn matching_rules<'p>(
+    policy: &'p Policy,
+    cluster: &Cluster,
+    namespace: &str,
+    object: &Service,
+    old: Option<&Service>,
+) -> Vec<&'p Rule> {
+    let ns_labels = cluster.namespace_labels(namespace);
+    let in_scope = |rule: &Rule, svc: &Service| {
+        let labels = &svc.metadata.labels;
+        rule.match_
+            .matches(namespace, &ns_labels, labels, svc.service_type())
+    };
+    policy
+        .rules
+        .iter()
+        .filter(|r| in_scope(r, object) || old.is_some_and(|o| in_scope(r, o)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! Turns findings and changes into what people read: the denial, kubectl warnings, audit annotations.
+
+use std::fmt;
+
+use crate::policy::Action;
+use crate::service::Service;
+
+use super::{Decision, Denial, Finding};
+
+/// Warnings longer than this may be truncated by clients (R8.5); keep under it.
+pub const MAX_WARNING_CHARS: usize = 119;
+
+/// Fills `denial`, `warnings` and `audit` from `findings` and `changes`.
+pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str) {
+    let mut denied = Vec::new();
+    for finding in &decision.findings {
+        match (finding.grandfathered, finding.action) {
+            (false, Action::Deny) => denied.push(finding.clone()),
+            (false, Action::Warn) => decision.warnings.push(format!(
+                "rule {:?}: {}",
+                finding.rule,
+                finding.violation.short()
+            )),
+            (true, Action::Deny | Action::Warn) => decision.warnings.push(format!(
+                "grandfathered by rule {:?}: {}",
+                finding.rule,
+                finding.violation.short()
+            )),
+            (_, Action::Audit) => {}
+        }
+    }
+    for w in &mut decision.warnings {
+        *w = truncate(w, MAX_WARNING_CHARS);
+    }
+    if !denied.is_empty() && decision.denial.is_none() {
+        decision.denial = Some((object.display_name(namespace), Denial::Rules(denied)));
+    }
+    if !decision.changes.is_empty() {
+        let changes = decision.changes.join("; ");
+        decision.audit.insert("mutation".to_owned(), changes);
+    }
+    if !decision.findings.is_empty() {
+        let list: Vec<String> = decision.findings.iter().map(Finding::audit_line).collect();
+        decision
+            .audit
+            .insert("findings".to_owned(), list.join("; "));
+    }
+    if let Some((name, denial)) = &decision.denial {
+        let message = DenialMessage { name, denial }.to_string();
+        decision.audit.insert("denied".to_owned(), message);
+    }
+}
+
+/// The `status.message` of a denial: the Service, the rule, what is wrong and what to set.
+pub struct DenialMessage<'a> {
+    /// `namespace/name`.
+    pub name: &'a str,
+    /// The denial.
+    pub denial: &'a Denial,
+}
+
+impl fmt::Display for DenialMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.denial {
+            Denial::Rules(findings) => {
+                write!(
+                    f,
+                    "Service {:?} violates the dual-stack policy: ",
+                    self.name
+                )?;
+                for (i, finding) in findings.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}rule {:?}: {}", finding.rule, finding.violation)?;
+                }
+                Ok(())
+            }
+            Denial::ApiServer(rejection) => write!(
+                f,
+                "Service {:?} would be refused by the API server: {rejection}",
+                self.name
+            ),
+        }
+    }
+}
+
+impl Finding {
+    fn audit_line(&self) -> String {
+        let action = match self.action {
+            Action::Deny => "Deny",
+            Action::Warn => "Warn",
+            Action::Audit => "Audit",
+        };
+        let grandfathered = if self.grandfathered {
+            ", grandfathered"
+        } else {
+            ""
+        };
+        format!(
+            "{}({action}{grandfathered}): {}",
+            self.rule,
+            self.violation.short()
+        )
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
