@@ -8,7 +8,7 @@ mod judge;
 mod mutate;
 mod report;
 
-pub use report::{DenialMessage, MAX_WARNING_CHARS};
+pub use report::{DenialMessage, MAX_WARNING_CHARS, truncate_warning};
 
 use std::collections::BTreeMap;
 

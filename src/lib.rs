@@ -9,11 +9,13 @@
 //! - [`admission`] owns the AdmissionReview wire format.
 //! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
 
+pub mod admission;
 pub mod apiserver;
 pub mod certs;
 pub mod cluster;
 pub mod engine;
 pub mod metrics;
+pub mod patch;
 pub mod policy;
 pub mod server;
 pub mod service;

@@ -30,7 +30,7 @@ pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str)
         }
     }
     for w in &mut decision.warnings {
-        *w = truncate(w, MAX_WARNING_CHARS);
+        *w = truncate_warning(w);
     }
     if !denied.is_empty() && decision.denial.is_none() {
         decision.denial = Some((object.display_name(namespace), Denial::Rules(denied)));
@@ -103,11 +103,12 @@ impl Finding {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+/// Cuts a warning to [`MAX_WARNING_CHARS`], marking the cut with `…`.
+pub fn truncate_warning(s: &str) -> String {
+    if s.chars().count() <= MAX_WARNING_CHARS {
         return s.to_owned();
     }
-    let mut out: String = s.chars().take(max - 1).collect();
+    let mut out: String = s.chars().take(MAX_WARNING_CHARS - 1).collect();
     out.push('…');
     out
 }

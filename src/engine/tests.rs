@@ -7,26 +7,43 @@ use crate::service::IpFamilyPolicy::{PreferDualStack, RequireDualStack, SingleSt
 use crate::testing::*;
 
 fn policy(body: &str) -> Policy {
-    Policy::from_yaml(&format!("apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n{body}")).unwrap()
+    Policy::from_yaml(&format!(
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n{body}"
+    ))
+    .unwrap()
 }
 
 const PREFER_V6: &str = "defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\n";
 
 fn create(p: &Policy, cluster_name: &str, s: ServiceSpec) -> Decision {
     let svc = service("apps", "web", &[("app", "web")], s);
-    let req = Request { operation: Operation::Create, namespace: "apps", object: Some(&svc), old_object: None };
+    let req = Request {
+        operation: Operation::Create,
+        namespace: "apps",
+        object: Some(&svc),
+        old_object: None,
+    };
     mutate(p, &cluster(cluster_name), &req)
 }
 
 fn update(p: &Policy, cluster_name: &str, old: ServiceSpec, new: ServiceSpec) -> Decision {
     let old = service("apps", "web", &[("app", "web")], old);
     let new = service("apps", "web", &[("app", "web")], new);
-    let req = Request { operation: Operation::Update, namespace: "apps", object: Some(&new), old_object: Some(&old) };
+    let req = Request {
+        operation: Operation::Update,
+        namespace: "apps",
+        object: Some(&new),
+        old_object: Some(&old),
+    };
     mutate(p, &cluster(cluster_name), &req)
 }
 
 fn m(policy: Option<IpFamilyPolicy>, families: Option<&[IpFamily]>) -> Mutation {
-    Mutation { ip_family_policy: policy, ip_families: families.map(<[_]>::to_vec), ..Mutation::default() }
+    Mutation {
+        ip_family_policy: policy,
+        ip_families: families.map(<[_]>::to_vec),
+        ..Mutation::default()
+    }
 }
 
 #[test]
@@ -34,7 +51,9 @@ fn empty_policy_changes_nothing() {
     let p = policy("");
     for c in ["v4", "v4v6", "unknown"] {
         let d = create(&p, c, spec());
-        assert!(d.mutation.is_empty() && d.allowed() && d.audit.is_empty() && d.warnings.is_empty());
+        assert!(
+            d.mutation.is_empty() && d.allowed() && d.audit.is_empty() && d.warnings.is_empty()
+        );
     }
 }
 
@@ -62,15 +81,26 @@ fn defaults_follow_the_cluster() {
 #[test]
 fn require_dual_stack_default_is_softened_on_single_stack_clusters_r3_13() {
     let p = policy("defaults: {ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]}\n");
-    assert_eq!(create(&p, "v4v6", spec()).mutation, m(Some(RequireDualStack), Some(&[IPv4, IPv6])));
+    assert_eq!(
+        create(&p, "v4v6", spec()).mutation,
+        m(Some(RequireDualStack), Some(&[IPv4, IPv6]))
+    );
     let d = create(&p, "v4", spec());
     assert_eq!(d.mutation, m(Some(PreferDualStack), Some(&[IPv4])));
-    assert!(d.changes[0].contains("refused on this single-stack cluster"), "{:?}", d.changes);
+    assert!(
+        d.changes[0].contains("refused on this single-stack cluster"),
+        "{:?}",
+        d.changes
+    );
     // R3.12: headless selectorless Services may be RequireDualStack anywhere, families unchecked.
     let d = create(&p, "v4", spec().headless().selectorless());
     assert_eq!(d.mutation.ip_family_policy, Some(RequireDualStack));
     assert_eq!(d.mutation.ip_families, Some(vec![IPv4, IPv6]));
-    assert_eq!(d.mutation.cluster_ips, strings(&["None"]), "R3.1: clusterIPs follows clusterIP");
+    assert_eq!(
+        d.mutation.cluster_ips,
+        strings(&["None"]),
+        "R3.1: clusterIPs follows clusterIP"
+    );
 }
 
 #[test]
@@ -83,7 +113,11 @@ fn client_values_are_never_overridden() {
     let d = create(&p, "v4v6", spec().families(&["IPv4"]));
     assert_eq!(d.mutation, m(Some(PreferDualStack), None));
     // Both set: nothing to do.
-    assert!(create(&p, "v4v6", spec().families(&["IPv4"]).policy("SingleStack")).mutation.is_empty());
+    assert!(
+        create(&p, "v4v6", spec().families(&["IPv4"]).policy("SingleStack"))
+            .mutation
+            .is_empty()
+    );
 }
 
 #[test]
@@ -91,9 +125,19 @@ fn two_pinned_families_never_get_single_stack_r3_9() {
     let p = policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv4]}\n");
     let d = create(&p, "v4v6", spec().families(&["IPv6", "IPv4"]));
     assert_eq!(d.mutation, m(Some(RequireDualStack), None));
-    let d = create(&p, "v4v6", spec().ip("fd00:10:96::10").ips(&["fd00:10:96::10", "10.96.0.10"]));
+    let d = create(
+        &p,
+        "v4v6",
+        spec()
+            .ip("fd00:10:96::10")
+            .ips(&["fd00:10:96::10", "10.96.0.10"]),
+    );
     assert_eq!(d.mutation.ip_family_policy, Some(RequireDualStack));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv6, IPv4]), "R3.10: IP order decides");
+    assert_eq!(
+        d.mutation.ip_families,
+        Some(vec![IPv6, IPv4]),
+        "R3.10: IP order decides"
+    );
 }
 
 #[test]
@@ -129,15 +173,37 @@ fn external_name_is_never_touched_r1_4() {
 #[test]
 fn invalid_client_values_are_left_to_the_api_server() {
     let p = policy(PREFER_V6);
-    assert!(create(&p, "v4v6", spec().families(&["IPv5"])).mutation.is_empty(), "R1.9");
-    assert!(create(&p, "v4v6", spec().policy("DualStack")).mutation.is_empty(), "R1.11");
-    assert!(create(&p, "v4v6", spec().ip("not-an-ip")).mutation.is_empty(), "R1.12");
-    assert!(create(&p, "v4v6", spec().type_("Weird")).mutation.is_empty(), "R1.18");
+    assert!(
+        create(&p, "v4v6", spec().families(&["IPv5"]))
+            .mutation
+            .is_empty(),
+        "R1.9"
+    );
+    assert!(
+        create(&p, "v4v6", spec().policy("DualStack"))
+            .mutation
+            .is_empty(),
+        "R1.11"
+    );
+    assert!(
+        create(&p, "v4v6", spec().ip("not-an-ip"))
+            .mutation
+            .is_empty(),
+        "R1.12"
+    );
+    assert!(
+        create(&p, "v4v6", spec().type_("Weird"))
+            .mutation
+            .is_empty(),
+        "R1.18"
+    );
 }
 
 #[test]
 fn exempt_namespaces_are_untouched() {
-    let p = policy(&format!("exemptNamespaces: [apps]\n{PREFER_V6}rules: [{{name: r, require: {{dualStack: true}}}}]"));
+    let p = policy(&format!(
+        "exemptNamespaces: [apps]\n{PREFER_V6}rules: [{{name: r, require: {{dualStack: true}}}}]"
+    ));
     let d = create(&p, "v4v6", spec());
     assert_eq!(d, Decision::default());
 }
@@ -174,17 +240,61 @@ fn the_api_servers_refusals_are_named_first() {
         }
         other => panic!("expected an API server rejection, got {other:?}"),
     };
-    assert!(matches!(denial("v4v6", spec().ip("10.97.0.1")), Rejection::NotInRange { index: 0, .. }), "R3.17");
-    assert!(matches!(denial("v4v6", spec().ip("10.96.0.0")), Rejection::NotInRange { .. }), "network address");
-    assert!(matches!(denial("v4", spec().ip("fd00:10:96::1")), Rejection::IpFamilyNotConfigured { .. }), "R3.10");
-    assert_eq!(denial("v4", spec().policy("RequireDualStack")), Rejection::NotDualStackCluster, "R3.13");
-    assert_eq!(denial("v4", spec().families(&["IPv6"])), Rejection::FamilyNotConfigured { index: 0, family: IPv6 }, "R3.14");
+    assert!(
+        matches!(
+            denial("v4v6", spec().ip("10.97.0.1")),
+            Rejection::NotInRange { index: 0, .. }
+        ),
+        "R3.17"
+    );
+    assert!(
+        matches!(
+            denial("v4v6", spec().ip("10.96.0.0")),
+            Rejection::NotInRange { .. }
+        ),
+        "network address"
+    );
+    assert!(
+        matches!(
+            denial("v4", spec().ip("fd00:10:96::1")),
+            Rejection::IpFamilyNotConfigured { .. }
+        ),
+        "R3.10"
+    );
+    assert_eq!(
+        denial("v4", spec().policy("RequireDualStack")),
+        Rejection::NotDualStackCluster,
+        "R3.13"
+    );
+    assert_eq!(
+        denial("v4", spec().families(&["IPv6"])),
+        Rejection::FamilyNotConfigured {
+            index: 0,
+            family: IPv6
+        },
+        "R3.14"
+    );
     // R3.12 exempts headless selectorless Services from R3.13/R3.14.
-    assert!(create(&p, "v4", spec().headless().selectorless().policy("RequireDualStack")).allowed());
+    assert!(
+        create(
+            &p,
+            "v4",
+            spec().headless().selectorless().policy("RequireDualStack")
+        )
+        .allowed()
+    );
     // No cluster knowledge: no assumptions.
     assert!(create(&p, "unknown", spec().ip("192.168.0.1")).allowed());
-    let msg = Rejection::NotInRange { index: 0, ip: "10.97.0.1".parse().unwrap(), range: "10.96.0.0/16".into() }.to_string();
-    assert!(msg.contains("failed to allocate IP 10.97.0.1") && msg.contains("10.96.0.0/16"), "{msg}");
+    let msg = Rejection::NotInRange {
+        index: 0,
+        ip: "10.97.0.1".parse().unwrap(),
+        range: "10.96.0.0/16".into(),
+    }
+    .to_string();
+    assert!(
+        msg.contains("failed to allocate IP 10.97.0.1") && msg.contains("10.96.0.0/16"),
+        "{msg}"
+    );
 }
 
 // === UPDATE ===
@@ -220,7 +330,8 @@ fn update_never_applies_create_defaults() {
 
 #[test]
 fn upgrade_existing_is_an_explicit_opt_in() {
-    let rule = "rules: [{name: dual, upgradeExisting: true, require: {dualStack: true}, action: Warn}]\n";
+    let rule =
+        "rules: [{name: dual, upgradeExisting: true, require: {dualStack: true}, action: Warn}]\n";
     let p = policy(rule);
     let old = stored("v4", spec().policy("PreferDualStack"));
     let d = update(&p, "v4v6", old.clone(), old.clone());
@@ -228,18 +339,32 @@ fn upgrade_existing_is_an_explicit_opt_in() {
     assert!(d.warnings[0].contains("added IPv6"), "{:?}", d.warnings);
     // SingleStack becomes the rule's/global default if dual, else PreferDualStack.
     let old_single = stored("v6v4", spec());
-    let p2 = policy(&format!("defaults: {{ipFamilyPolicy: RequireDualStack}}\n{rule}"));
+    let p2 = policy(&format!(
+        "defaults: {{ipFamilyPolicy: RequireDualStack}}\n{rule}"
+    ));
     let d = update(&p2, "v6v4", old_single.clone(), old_single.clone());
     assert_eq!(d.mutation, m(Some(RequireDualStack), Some(&[IPv6, IPv4])));
     // Not without a dual-stack cluster we know of.
-    assert!(update(&p, "unknown", old.clone(), old.clone()).mutation.is_empty());
-    assert!(update(&p, "v4", old.clone(), old.clone()).mutation.is_empty());
+    assert!(
+        update(&p, "unknown", old.clone(), old.clone())
+            .mutation
+            .is_empty()
+    );
+    assert!(
+        update(&p, "v4", old.clone(), old.clone())
+            .mutation
+            .is_empty()
+    );
     // Not when the client changes the fields itself (a deliberate downgrade or upgrade).
     let downgrade = stored("v4v6", spec().policy("RequireDualStack"));
     let to_single = downgrade.clone().policy("SingleStack");
     assert!(update(&p, "v4v6", downgrade, to_single).mutation.is_empty());
     // Not without the opt-in.
-    assert!(update(&policy(PREFER_V6), "v4v6", old.clone(), old).mutation.is_empty());
+    assert!(
+        update(&policy(PREFER_V6), "v4v6", old.clone(), old)
+            .mutation
+            .is_empty()
+    );
 }
 
 #[test]
@@ -247,7 +372,10 @@ fn type_changes_r4() {
     let p = policy(PREFER_V6);
     let old = stored("v4v6", spec());
     // To ExternalName: nothing (R3.19 drops the fields).
-    let to_en = old.clone().type_("ExternalName").with(|s| s.ip_families = None);
+    let to_en = old
+        .clone()
+        .type_("ExternalName")
+        .with(|s| s.ip_families = None);
     assert!(update(&p, "v4v6", old, to_en).mutation.is_empty());
     // From ExternalName: defaults as on CREATE (R4.1).
     let en = spec().type_("ExternalName");
@@ -261,19 +389,46 @@ fn update_checks_only_newly_pinned_ips() {
     let old = stored("v4v6", spec().policy("PreferDualStack"));
     assert!(update(&p, "v4v6", old.clone(), old.clone()).allowed());
     // An IP now outside a (shrunk) range but already stored is not ours to refuse.
-    assert!(update(&p, "v4v6", old.clone().with(|s| s.cluster_ip = Some("10.96.0.1".into())), old.clone()).allowed());
+    assert!(
+        update(
+            &p,
+            "v4v6",
+            old.clone()
+                .with(|s| s.cluster_ip = Some("10.96.0.1".into())),
+            old.clone()
+        )
+        .allowed()
+    );
     let single = stored("v4v6", spec());
     let ip0 = single.cluster_ips.clone().unwrap()[0].clone();
-    let upgrade = single.clone().policy("RequireDualStack").ips(&[&ip0, "fd00:99::1"]).families(&["IPv4", "IPv6"]);
-    assert!(matches!(update(&p, "v4v6", single, upgrade).denial, Some((_, Denial::ApiServer(Rejection::NotInRange { index: 1, .. })))));
+    let upgrade = single
+        .clone()
+        .policy("RequireDualStack")
+        .ips(&[&ip0, "fd00:99::1"])
+        .families(&["IPv4", "IPv6"]);
+    assert!(matches!(
+        update(&p, "v4v6", single, upgrade).denial,
+        Some((_, Denial::ApiServer(Rejection::NotInRange { index: 1, .. })))
+    ));
 }
 
 // === /validate ===
 
-fn judge(p: &Policy, c: &str, op: Operation, old: Option<ServiceSpec>, new: ServiceSpec) -> Decision {
+fn judge(
+    p: &Policy,
+    c: &str,
+    op: Operation,
+    old: Option<ServiceSpec>,
+    new: ServiceSpec,
+) -> Decision {
     let new = service("prod-a", "web", &[("app", "web")], new);
     let old = old.map(|o| service("prod-a", "web", &[("app", "web")], o));
-    let req = Request { operation: op, namespace: "prod-a", object: Some(&new), old_object: old.as_ref() };
+    let req = Request {
+        operation: op,
+        namespace: "prod-a",
+        object: Some(&new),
+        old_object: old.as_ref(),
+    };
     validate(p, &cluster(c), &req)
 }
 
@@ -294,18 +449,43 @@ const RULES: &str = r#"rules:
 fn deny_warn_audit() {
     let p = policy(RULES);
     let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec()));
-    let Some((name, Denial::Rules(findings))) = &d.denial else { panic!("denied expected: {d:?}") };
+    let Some((name, Denial::Rules(findings))) = &d.denial else {
+        panic!("denied expected: {d:?}")
+    };
     assert_eq!(name, "prod-a/web");
-    assert_eq!(findings.len(), 2, "policy and dual-stack violations of rule dual");
-    assert!(findings.iter().all(|f| f.rule == "dual" && f.action == Action::Deny));
-    let msg = DenialMessage { name, denial: &d.denial.as_ref().unwrap().1 }.to_string();
-    assert!(msg.contains("prod-a/web") && msg.contains("rule \"dual\"") && msg.contains("set spec.ipFamilyPolicy"), "{msg}");
-    assert_eq!(d.warnings, ["rule \"v6-first\": primary family IPv4 but IPv6 required"]);
+    assert_eq!(
+        findings.len(),
+        2,
+        "policy and dual-stack violations of rule dual"
+    );
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.rule == "dual" && f.action == Action::Deny)
+    );
+    let msg = DenialMessage {
+        name,
+        denial: &d.denial.as_ref().unwrap().1,
+    }
+    .to_string();
+    assert!(
+        msg.contains("prod-a/web")
+            && msg.contains("rule \"dual\"")
+            && msg.contains("set spec.ipFamilyPolicy"),
+        "{msg}"
+    );
+    assert_eq!(
+        d.warnings,
+        ["rule \"v6-first\": primary family IPv4 but IPv6 required"]
+    );
     assert!(d.audit["findings"].contains("count(Audit)"));
     // Compliant: nothing at all.
     let ok = stored("v6v4", spec().policy("RequireDualStack"));
     let d = judge(&p, "v6v4", Operation::Create, None, ok);
-    assert!(d.allowed() && d.warnings.is_empty() && d.audit.is_empty(), "{d:?}");
+    assert!(
+        d.allowed() && d.warnings.is_empty() && d.audit.is_empty(),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -322,49 +502,103 @@ fn grandfathering() {
     let p = policy(RULES);
     let old = stored("v4v6", spec());
     // An unrelated edit (same dual-stack fields) of a Service that already broke "dual": allowed, warned.
-    let d = judge(&p, "v4v6", Operation::Update, Some(old.clone()), old.clone().type_("NodePort"));
+    let d = judge(
+        &p,
+        "v4v6",
+        Operation::Update,
+        Some(old.clone()),
+        old.clone().type_("NodePort"),
+    );
     assert!(d.allowed(), "{d:?}");
-    assert!(d.warnings.iter().any(|w| w.starts_with("grandfathered by rule \"dual\"")), "{:?}", d.warnings);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.starts_with("grandfathered by rule \"dual\"")),
+        "{:?}",
+        d.warnings
+    );
     assert!(d.audit["findings"].contains("dual(Deny, grandfathered)"));
     // A downgrade moves it further from the policy: judged by the action.
     let dual = stored("v4v6", spec().policy("RequireDualStack"));
-    let downgraded = crate::apiserver::update(&dual, &dual.clone().policy("SingleStack"), &cluster("v4v6").service_cidrs.unwrap()).unwrap();
+    let downgraded = crate::apiserver::update(
+        &dual,
+        &dual.clone().policy("SingleStack"),
+        &cluster("v4v6").service_cidrs.unwrap(),
+    )
+    .unwrap();
     let d = judge(&p, "v4v6", Operation::Update, Some(dual), downgraded);
     assert!(!d.allowed());
 }
 
 #[test]
 fn relabelling_out_of_scope_does_not_escape_a_rule() {
-    let p = policy("rules: [{name: web, match: {objectSelector: {matchLabels: {app: web}}}, require: {dualStack: true}}]\n");
+    let p = policy(
+        "rules: [{name: web, match: {objectSelector: {matchLabels: {app: web}}}, require: {dualStack: true}}]\n",
+    );
     let dual = stored("v4v6", spec().policy("RequireDualStack"));
-    let single = crate::apiserver::update(&dual, &dual.clone().policy("SingleStack"), &cluster("v4v6").service_cidrs.unwrap()).unwrap();
+    let single = crate::apiserver::update(
+        &dual,
+        &dual.clone().policy("SingleStack"),
+        &cluster("v4v6").service_cidrs.unwrap(),
+    )
+    .unwrap();
     let old = service("prod-a", "web", &[("app", "web")], dual);
     let new = service("prod-a", "web", &[("app", "other")], single);
-    let req = Request { operation: Operation::Update, namespace: "prod-a", object: Some(&new), old_object: Some(&old) };
+    let req = Request {
+        operation: Operation::Update,
+        namespace: "prod-a",
+        object: Some(&new),
+        old_object: Some(&old),
+    };
     assert!(!validate(&p, &cluster("v4v6"), &req).allowed());
 }
 
 #[test]
 fn dual_stack_false_means_single_stack() {
     let p = policy("rules: [{name: legacy, require: {dualStack: false, primaryFamily: IPv4}}]\n");
-    let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec().policy("PreferDualStack")));
-    assert!(matches!(&d.denial, Some((_, Denial::Rules(f))) if f[0].violation == Violation::NotSingleStack));
+    let d = judge(
+        &p,
+        "v4v6",
+        Operation::Create,
+        None,
+        stored("v4v6", spec().policy("PreferDualStack")),
+    );
+    assert!(
+        matches!(&d.denial, Some((_, Denial::Rules(f))) if f[0].violation == Violation::NotSingleStack)
+    );
     assert!(judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())).allowed());
 }
 
 #[test]
 fn not_judged_exempt_external_name_delete() {
     let p = policy(&format!("exemptNamespaces: [\"prod-*\"]\n{RULES}"));
-    assert_eq!(judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())), Decision::default());
+    assert_eq!(
+        judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())),
+        Decision::default()
+    );
     let p = policy(RULES);
-    assert_eq!(judge(&p, "v4v6", Operation::Create, None, spec().type_("ExternalName")), Decision::default());
-    assert_eq!(judge(&p, "v4v6", Operation::Delete, None, stored("v4v6", spec())), Decision::default());
+    assert_eq!(
+        judge(
+            &p,
+            "v4v6",
+            Operation::Create,
+            None,
+            spec().type_("ExternalName")
+        ),
+        Decision::default()
+    );
+    assert_eq!(
+        judge(&p, "v4v6", Operation::Delete, None, stored("v4v6", spec())),
+        Decision::default()
+    );
 }
 
 #[test]
 fn warnings_stay_short() {
     let long = "x".repeat(200);
-    let p = policy(&format!("rules: [{{name: {long}, require: {{dualStack: true}}, action: Warn}}]\n"));
+    let p = policy(&format!(
+        "rules: [{{name: {long}, require: {{dualStack: true}}, action: Warn}}]\n"
+    ));
     let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec()));
     assert_eq!(d.warnings.len(), 1);
     assert!(d.warnings[0].chars().count() < 120);
@@ -372,6 +606,8 @@ fn warnings_stay_short() {
 
 #[test]
 fn namespace_selector_sees_the_automatic_name_label() {
-    let p = policy("rules: [{name: r, match: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: prod-a}}}, require: {dualStack: true}}]\n");
+    let p = policy(
+        "rules: [{name: r, match: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: prod-a}}}, require: {dualStack: true}}]\n",
+    );
     assert!(!judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())).allowed());
 }
