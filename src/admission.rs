@@ -229,12 +229,18 @@ fn decide(
         Endpoint::validate => engine::validate(policy, cluster, &request),
     };
     let has_spec = object.as_ref().is_some_and(|o| o.spec.is_some());
-    Ok(Decided::Engine { decision, has_spec })
+    Ok(Decided::Engine {
+        decision: Box::new(decision),
+        has_spec,
+    })
 }
 
 enum Decided {
     PassThrough(Vec<String>),
-    Engine { decision: Decision, has_spec: bool },
+    Engine {
+        decision: Box<Decision>,
+        has_spec: bool,
+    },
 }
 
 fn parse_service(

@@ -56,7 +56,7 @@ impl Fields {
         for (i, raw) in spec.ip_families.iter().flatten().enumerate() {
             match raw.parse() {
                 Ok(f) => families.push(f),
-                Err(()) => {
+                Err(_) => {
                     return err("R1.9", format!("spec.ipFamilies[{i}]"), "Unsupported value");
                 }
             }
@@ -65,7 +65,7 @@ impl Fields {
             None | Some("") => None,
             Some(p) => match p.parse() {
                 Ok(p) => Some(p),
-                Err(()) => return err("R1.11", "spec.ipFamilyPolicy", "Unsupported value"),
+                Err(_) => return err("R1.11", "spec.ipFamilyPolicy", "Unsupported value"),
             },
         };
         Ok(Self {
@@ -384,18 +384,16 @@ fn validate_cluster_ips_related(f: &Fields) -> Result<()> {
     }
     if !f.headless() {
         for (i, family) in f.families.iter().enumerate() {
-            if let Some(addr) = f
+            let addr = f
                 .cluster_ips
                 .get(i)
-                .and_then(|ip| ip.parse::<IpAddr>().ok())
-            {
-                if IpFamily::of(&addr) != *family {
-                    return err(
-                        "R1.15",
-                        format!("spec.clusterIPs[{i}]"),
-                        format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
-                    );
-                }
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            if addr.is_some_and(|a| IpFamily::of(&a) != *family) {
+                return err(
+                    "R1.15",
+                    format!("spec.clusterIPs[{i}]"),
+                    format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
+                );
             }
         }
     }

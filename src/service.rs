@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
 
+/// A value that is not one of the field's enum values: the API server refuses it (R1.9, R1.11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a supported value")]
+pub struct InvalidValue;
+
 /// An IP family (`spec.ipFamilies[i]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum IpFamily {
@@ -149,12 +154,12 @@ impl fmt::Display for IpFamily {
 }
 
 impl FromStr for IpFamily {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "IPv4" => Ok(Self::IPv4),
             "IPv6" => Ok(Self::IPv6),
-            _ => Err(()),
+            _ => Err(InvalidValue),
         }
     }
 }
@@ -184,13 +189,13 @@ impl fmt::Display for IpFamilyPolicy {
 }
 
 impl FromStr for IpFamilyPolicy {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "SingleStack" => Ok(Self::SingleStack),
             "PreferDualStack" => Ok(Self::PreferDualStack),
             "RequireDualStack" => Ok(Self::RequireDualStack),
-            _ => Err(()),
+            _ => Err(InvalidValue),
         }
     }
 }
@@ -274,14 +279,14 @@ impl ServiceSpec {
     }
 
     /// The families, `Ok(None)` when unset, `Err` when any value is not a family (R1.9).
-    pub fn ip_families(&self) -> Result<Option<Vec<IpFamily>>, ()> {
+    pub fn ip_families(&self) -> Result<Option<Vec<IpFamily>>, InvalidValue> {
         self.ip_families_raw()
             .map(|raw| raw.iter().map(|f| f.parse()).collect())
             .transpose()
     }
 
     /// The policy, `Ok(None)` when unset, `Err` when not a known value (R1.11).
-    pub fn ip_family_policy(&self) -> Result<Option<IpFamilyPolicy>, ()> {
+    pub fn ip_family_policy(&self) -> Result<Option<IpFamilyPolicy>, InvalidValue> {
         self.ip_family_policy
             .as_deref()
             .filter(|p| !p.is_empty())
@@ -305,7 +310,7 @@ impl ServiceSpec {
 
     /// The pinned IPs that decide families (R3.10): `clusterIPs`, else `[clusterIP]`, without `None`.
     /// `Err` when one is not an IP: the API server rejects it (R1.12), so the engine stays out of it.
-    pub fn pinned_ips(&self) -> Result<Vec<IpAddr>, ()> {
+    pub fn pinned_ips(&self) -> Result<Vec<IpAddr>, InvalidValue> {
         let raw: Vec<&str> = match (self.cluster_ips(), self.cluster_ip()) {
             (Some(ips), _) => ips.iter().map(String::as_str).collect(),
             (None, Some(ip)) => vec![ip],
@@ -313,7 +318,7 @@ impl ServiceSpec {
         };
         raw.into_iter()
             .filter(|ip| *ip != "None")
-            .map(|ip| ip.parse().map_err(|_| ()))
+            .map(|ip| ip.parse().map_err(|_| InvalidValue))
             .collect()
     }
 }

@@ -85,13 +85,13 @@ fn violations(
     let policy = spec.ip_family_policy().ok().flatten();
     let families = spec.ip_families().ok().flatten().unwrap_or_default();
     let mut out = Vec::new();
-    if let Some(allowed) = &require.ip_family_policies {
-        if !policy.is_some_and(|p| allowed.contains(&p)) {
-            out.push(Violation::PolicyNotAllowed {
-                actual: policy,
-                allowed: allowed.clone(),
-            });
-        }
+    if let Some(allowed) = &require.ip_family_policies
+        && !policy.is_some_and(|p| allowed.contains(&p))
+    {
+        out.push(Violation::PolicyNotAllowed {
+            actual: policy,
+            allowed: allowed.clone(),
+        });
     }
     if let Some(required) = require.primary_family {
         let can = cidrs.is_none_or(|c| c.has(required));

@@ -128,22 +128,23 @@ pub(super) fn update(
     // the policy anyway; families are otherwise re-inferred from clusterIPs, R3.3, R3.10).
     let same_headlessness =
         spec.is_headless() == old_spec.is_headless() || spec.cluster_ip().is_none();
-    if spec.ip_families_raw().is_none() && same_headlessness {
-        if let Ok(Some(families)) = old_spec.ip_families() {
-            decision.changes.push(format!(
-                "ipFamilies={} restored from the stored Service (absent on UPDATE means unchanged)",
-                list(&families)
-            ));
-            m.ip_families = Some(families);
-        }
+    if spec.ip_families_raw().is_none()
+        && same_headlessness
+        && let Ok(Some(families)) = old_spec.ip_families()
+    {
+        decision.changes.push(format!(
+            "ipFamilies={} restored from the stored Service (absent on UPDATE means unchanged)",
+            list(&families)
+        ));
+        m.ip_families = Some(families);
     }
-    if matches!(spec.ip_family_policy(), Ok(None)) {
-        if let Ok(Some(p)) = old_spec.ip_family_policy() {
-            decision.changes.push(format!(
-                "ipFamilyPolicy={p} restored from the stored Service (absent on UPDATE means unchanged)"
-            ));
-            m.ip_family_policy = Some(p);
-        }
+    if matches!(spec.ip_family_policy(), Ok(None))
+        && let Ok(Some(p)) = old_spec.ip_family_policy()
+    {
+        decision.changes.push(format!(
+            "ipFamilyPolicy={p} restored from the stored Service (absent on UPDATE means unchanged)"
+        ));
+        m.ip_family_policy = Some(p);
     }
     decision
 }
@@ -367,10 +368,11 @@ fn preflight(
         return None; // R3.12: exempt from R3.13 and R3.14
     }
     let old_policy = old.and_then(|o| o.ip_family_policy().ok().flatten());
-    if let Ok(Some(IpFamilyPolicy::RequireDualStack)) = spec.ip_family_policy() {
-        if !cidrs.is_dual() && old_policy != Some(IpFamilyPolicy::RequireDualStack) {
-            return Some(Rejection::NotDualStackCluster);
-        }
+    if let Ok(Some(IpFamilyPolicy::RequireDualStack)) = spec.ip_family_policy()
+        && !cidrs.is_dual()
+        && old_policy != Some(IpFamilyPolicy::RequireDualStack)
+    {
+        return Some(Rejection::NotDualStackCluster);
     }
     let old_families = old
         .and_then(|o| o.ip_families().ok().flatten())
