@@ -2,23 +2,33 @@
 //!
 //! # Layout
 //! ```text
-//! main ─▶ cli (run) ─▶ config, telemetry, shutdown, tls, server, routes, admin, metrics, reload
-//!                        routes ─▶ admission ─▶ policy ─▶ {engine, patch}
+//! main ─▶ cli ─▶ config, telemetry, shutdown, reload, tls, server, admin, metrics
+//!            └─▶ routes ─▶ admission ─▶ engine ─▶ {policy, cluster, service}
+//!                                    └─▶ patch
+//!        check ─▶ engine, apiserver (a model of kube-apiserver's dual-stack rules)
 //! ```
-//! - [`policy`] and [`patch`] are pure: no I/O, no async, no clock, no logging.
+//! - [`engine`], [`policy`], [`patch`] and [`apiserver`] are pure: no I/O, no async, no clock, no logging.
 //! - [`admission`] owns the AdmissionReview wire format.
 //! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
 
+pub mod admin;
 pub mod admission;
 pub mod apiserver;
 pub mod certs;
+pub mod check;
+pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod engine;
 pub mod metrics;
 pub mod patch;
 pub mod policy;
+pub mod reload;
+pub mod routes;
 pub mod server;
 pub mod service;
+pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 
 #[cfg(test)]

@@ -1,0 +1,186 @@
+//! The command line (clap derive). Every `serve` flag also reads an environment variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cluster::ServiceCidrs;
+
+/// Kubernetes admission webhook that enforces a dual-stack policy on Services.
+#[derive(Debug, Parser)]
+#[command(name = "dualstack-webhook", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve /mutate and /validate over HTTPS, and /healthz, /readyz, /metrics over plain HTTP.
+    Serve(ServeArgs),
+    /// Answer one AdmissionReview from stdin on stdout, offline.
+    Review(ReviewArgs),
+    /// Write a development CA and a server certificate with SANs.
+    Certs(CertsArgs),
+    /// Judge Service manifests offline (exit 1 when a Deny rule is violated).
+    Check(CheckArgs),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Run locally on the embedded default: certificates generated into ./certs if missing, the
+    /// example policy, https://127.0.0.1:8443 and admin on 127.0.0.1:8080. Flags given still win.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_DEV")]
+    pub dev: bool,
+    /// Address of the HTTPS listener [default: 0.0.0.0:8443; with --dev 127.0.0.1:8443].
+    #[arg(long, env = "DUALSTACK_WEBHOOK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain; reloaded when it changes [default: /etc/dualstack-webhook/tls/tls.crt].
+    #[arg(long, env = "DUALSTACK_WEBHOOK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key; reloaded when it changes [default: /etc/dualstack-webhook/tls/tls.key].
+    #[arg(long, env = "DUALSTACK_WEBHOOK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Policy file; reloaded when it changes [default: /etc/dualstack-webhook/policy/policy.yaml].
+    #[arg(long, env = "DUALSTACK_WEBHOOK_POLICY")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Address of the plain-HTTP admin listener [default: 0.0.0.0:8080; with --dev 127.0.0.1:8080].
+    #[arg(long, env = "DUALSTACK_WEBHOOK_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// PEM CA bundle: when set, only clients with a certificate from it are served (mutual TLS).
+    #[arg(long, env = "DUALSTACK_WEBHOOK_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+    /// Seconds between checks of the certificate and policy files for changes.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_RELOAD_INTERVAL", default_value_t = 2)]
+    pub reload_interval: u64,
+}
+
+/// What the webhook knows of the cluster, from flags.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// The cluster's service CIDRs (--service-cluster-ip-range), primary first, e.g.
+    /// 10.96.0.0/16,fd00:10:96::/112. Without it the webhook makes no cluster assumptions.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_SERVICE_CIDRS", value_parser = parse_cidrs)]
+    pub service_cidrs: Option<ServiceCidrs>,
+}
+
+/// `review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Which endpoint to answer as.
+    #[arg(long, value_enum, default_value_t = EndpointArg::Mutate)]
+    pub endpoint: EndpointArg,
+}
+
+/// `certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Extra DNS SAN (repeatable), added to localhost and the manifests' in-cluster names.
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Extra IP SAN (repeatable), added to 127.0.0.1 and ::1.
+    #[arg(long = "ip")]
+    pub ip: Vec<IpAddr>,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// YAML files (multi-document) or directories of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--endpoint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EndpointArg {
+    /// As /mutate.
+    Mutate,
+    /// As /validate.
+    Validate,
+}
+
+/// `--output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
+fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {
+    ServiceCidrs::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "dualstack-webhook", "serve", "--listen", "127.0.0.1:9443", "--tls-cert", "c.pem", "--tls-key",
+            "k.pem", "--policy", "p.yaml", "--service-cidrs", "10.96.0.0/16,fd00::/108", "--admin-listen",
+            "127.0.0.1:9090", "--client-ca", "ca.pem", "--log-format", "json",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else { panic!("serve") };
+        assert_eq!(a.listen, Some("127.0.0.1:9443".parse().unwrap()));
+        assert!(a.cluster.service_cidrs.unwrap().is_dual());
+        assert_eq!(a.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["dualstack-webhook", "review", "--policy", "p", "--endpoint", "validate"]).unwrap();
+        assert!(matches!(cli.command, Command::Review(ReviewArgs { endpoint: EndpointArg::Validate, .. })));
+        let cli = Cli::try_parse_from(["dualstack-webhook", "certs", "--out", "d", "--dns", "a", "--dns", "b", "--ip", "::1"]).unwrap();
+        assert!(matches!(cli.command, Command::Certs(CertsArgs { ref dns, .. }) if dns.len() == 2));
+        let cli = Cli::try_parse_from(["dualstack-webhook", "check", "--policy", "p", "--output", "json", "a.yaml", "dir"]).unwrap();
+        assert!(matches!(cli.command, Command::Check(CheckArgs { ref paths, output: OutputFormat::Json, .. }) if paths.len() == 2));
+    }
+
+    #[test]
+    fn bad_cidrs_name_the_flag() {
+        let err = Cli::try_parse_from(["dualstack-webhook", "review", "--policy", "p", "--service-cidrs", "10.0.0.0/8,10.1.0.0/16"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--service-cidrs"), "{err}");
+    }
+
+    #[test]
+    fn check_needs_a_path() {
+        assert!(Cli::try_parse_from(["dualstack-webhook", "check", "--policy", "p"]).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTPS router: `POST /mutate` and `POST /validate`. Handlers are thin: read the body under a
+//! limit and a deadline, call [`admission::review`], answer.
+//!
+//! A body that is not an AdmissionReview gets HTTP 400 with a one-line reason (413 when over the
+//! limit, 408 when it does not arrive in time). The API server treats any non-2xx as a webhook
+//! failure and applies `failurePolicy`; a policy decision is always HTTP 200 with an AdmissionReview.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tracing::{Instrument, Level, debug, info, warn};
+
+use crate::admission::{self, Answer};
+use crate::cluster::Cluster;
+use crate::metrics::{Endpoint, Metrics, Outcome};
+use crate::policy::Policy;
+
+/// The largest body accepted. An UPDATE review carries two Services, each at most the API server's
+/// 3 MiB request limit, plus the envelope; 8 MiB covers that with room and bounds memory per request.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a client may take to send the body once the headers are in (the header timeout is the
+/// server's). The API server sends a review in one write; 10 s matches its default webhook timeout.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers read: the live policy and cluster snapshot, swapped atomically on reload.
+#[derive(Clone)]
+pub struct AppState {
+    /// The policy in force.
+    pub policy: Arc<ArcSwap<Policy>>,
+    /// The cluster snapshot in force.
+    pub cluster: Arc<ArcSwap<Cluster>>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// The webhook's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<AppState>, body: Body) -> Response {
+    answer(&state, Endpoint::mutate, body).await
+}
+
+async fn validate(State(state): State<AppState>, body: Body) -> Response {
+    answer(&state, Endpoint::validate, body).await
+}
+
+async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
+    let span = tracing::span!(
+        Level::INFO,
+        "review",
+        ?endpoint,
+        uid = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        name = tracing::field::Empty,
+        operation = tracing::field::Empty,
+    );
+    async move {
+        let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(error)) => {
+                // to_bytes fails on the limit or on a broken connection; both end this request.
+                let too_large = std::error::Error::source(&error)
+                    .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+                let (status, reason) = if too_large {
+                    let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
+                    (StatusCode::PAYLOAD_TOO_LARGE, reason)
+                } else {
+                    (StatusCode::BAD_REQUEST, format!("could not read the request body: {error}"))
+                };
+                return refuse(state, endpoint, status, reason);
+            }
+            Err(_) => {
+                let reason = format!("request body not received within {}s", BODY_TIMEOUT.as_secs());
+                return refuse(state, endpoint, StatusCode::REQUEST_TIMEOUT, reason);
+            }
+        };
+        let started = Instant::now();
+        let (policy, cluster) = (state.policy.load(), state.cluster.load());
+        match admission::review(endpoint, &bytes, &policy, &cluster) {
+            Ok(answer) => {
+                let seconds = started.elapsed().as_secs_f64();
+                log(&answer);
+                let op = answer.summary.operation.as_str();
+                state.metrics.review(endpoint, op, answer.outcome, seconds);
+                ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            }
+            Err(error) => refuse(state, endpoint, StatusCode::BAD_REQUEST, error.to_string()),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn log(answer: &Answer) {
+    let s = &answer.summary;
+    let span = tracing::Span::current();
+    span.record("uid", s.uid.as_str());
+    span.record("namespace", s.namespace.as_str());
+    span.record("name", s.name.as_str());
+    span.record("operation", s.operation.as_str());
+    let dry_run = s.dry_run;
+    match (&answer.outcome, &s.denied) {
+        (Outcome::denied, Some(message)) => info!(dry_run, %message, "denied"),
+        (Outcome::patched, _) => info!(dry_run, "patched"),
+        (Outcome::warned, _) => info!(dry_run, "allowed with warnings"),
+        _ => debug!(dry_run, "allowed"),
+    }
+}
+
+fn refuse(state: &AppState, endpoint: Endpoint, status: StatusCode, reason: String) -> Response {
+    warn!(%status, %reason, "not an AdmissionReview");
+    state.metrics.review(endpoint, "unknown", Outcome::invalid, 0.0);
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{reason}\n")).into_response()
+}
