@@ -38,7 +38,10 @@ pub fn router(registry: Arc<Registry>, readiness: Readiness) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AdminState { registry, readiness })
+        .with_state(AdminState {
+            registry,
+            readiness,
+        })
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {

@@ -47,7 +47,11 @@ pub enum CheckError {
 }
 
 /// Judges every Service in `paths`. Namespace objects in the same manifests supply namespace labels.
-pub fn check(policy: &Policy, cluster: &Cluster, paths: &[PathBuf]) -> Result<Vec<Row>, CheckError> {
+pub fn check(
+    policy: &Policy,
+    cluster: &Cluster,
+    paths: &[PathBuf],
+) -> Result<Vec<Row>, CheckError> {
     let mut files = Vec::new();
     for p in paths {
         collect(p, &mut files)?;
@@ -57,8 +61,8 @@ pub fn check(policy: &Policy, cluster: &Cluster, paths: &[PathBuf]) -> Result<Ve
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| CheckError::Read(file.clone(), e))?;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value: serde_yaml_ng::Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| CheckError::Yaml(file.clone(), e))?;
+            let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e| CheckError::Yaml(file.clone(), e))?;
             read_objects(&value, file, &mut services, &mut cluster.namespaces)
                 .map_err(|e| CheckError::Yaml(file.clone(), e))?;
         }
@@ -96,7 +100,12 @@ fn read_objects(
     services: &mut Vec<(String, Service)>,
     namespaces: &mut std::collections::HashMap<String, Labels>,
 ) -> Result<(), serde_yaml_ng::Error> {
-    let field = |k: &str| value.get(k).and_then(serde_yaml_ng::Value::as_str).unwrap_or("");
+    let field = |k: &str| {
+        value
+            .get(k)
+            .and_then(serde_yaml_ng::Value::as_str)
+            .unwrap_or("")
+    };
     match (field("apiVersion"), field("kind")) {
         ("v1", "Service") => {
             let svc: Service = serde_yaml_ng::from_value(value.clone())?;
@@ -107,7 +116,12 @@ fn read_objects(
             namespaces.insert(ns.metadata.name.clone(), ns.metadata.labels);
         }
         (_, "List") => {
-            for item in value.get("items").and_then(|i| i.as_sequence()).into_iter().flatten() {
+            for item in value
+                .get("items")
+                .and_then(|i| i.as_sequence())
+                .into_iter()
+                .flatten()
+            {
                 read_objects(item, file, services, namespaces)?;
             }
         }
@@ -117,12 +131,21 @@ fn read_objects(
 }
 
 fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
-    let namespace = if svc.metadata.namespace.is_empty() { "default" } else { &svc.metadata.namespace }.to_owned();
+    let namespace = if svc.metadata.namespace.is_empty() {
+        "default"
+    } else {
+        &svc.metadata.namespace
+    }
+    .to_owned();
     let mut row = Row {
         file: file.to_owned(),
         namespace: namespace.clone(),
         name: svc.metadata.name.clone(),
-        type_: svc.spec().type_.clone().unwrap_or_else(|| "ClusterIP".into()),
+        type_: svc
+            .spec()
+            .type_
+            .clone()
+            .unwrap_or_else(|| "ClusterIP".into()),
         policy: String::new(),
         families: Vec::new(),
         verdict: "ok",
@@ -133,7 +156,12 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
         row.verdict = "exempt";
         return row;
     }
-    let req = Request { operation: Operation::Create, namespace: &namespace, object: Some(svc), old_object: None };
+    let req = Request {
+        operation: Operation::Create,
+        namespace: &namespace,
+        object: Some(svc),
+        old_object: None,
+    };
     let mutated = engine::mutate(policy, cluster, &req);
     if let Some((name, denial)) = &mutated.denial {
         row.verdict = "refused";
@@ -155,7 +183,10 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
     });
     row.policy = stored.spec().ip_family_policy.clone().unwrap_or_default();
     row.families = stored.spec().ip_families.clone().unwrap_or_default();
-    let req = Request { object: Some(&stored), ..req };
+    let req = Request {
+        object: Some(&stored),
+        ..req
+    };
     let judged = engine::validate(policy, cluster, &req);
     row.rules = judged.findings.iter().map(|f| f.rule.clone()).collect();
     row.rules.dedup();
@@ -174,12 +205,22 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
 
 /// Whether any row fails the check (a Deny violation or an API server refusal).
 pub fn failed(rows: &[Row]) -> bool {
-    rows.iter().any(|r| r.verdict == "deny" || r.verdict == "refused")
+    rows.iter()
+        .any(|r| r.verdict == "deny" || r.verdict == "refused")
 }
 
 /// Aligned columns.
 pub fn table(rows: &[Row]) -> String {
-    let header = ["NAMESPACE", "NAME", "TYPE", "POLICY", "FAMILIES", "VERDICT", "RULES", "MESSAGE"];
+    let header = [
+        "NAMESPACE",
+        "NAME",
+        "TYPE",
+        "POLICY",
+        "FAMILIES",
+        "VERDICT",
+        "RULES",
+        "MESSAGE",
+    ];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -203,7 +244,11 @@ pub fn table(rows: &[Row]) -> String {
     }
     let mut out = String::new();
     let line = |cols: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = cols.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(padded.join("  ").trim_end());
         out.push('\n');
     };

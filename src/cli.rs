@@ -16,7 +16,9 @@ use tracing::info;
 
 use crate::admin::{self, Readiness};
 use crate::cluster::Cluster;
-use crate::config::{CertsArgs, CheckArgs, Cli, Command, EndpointArg, OutputFormat, ReviewArgs, ServeArgs};
+use crate::config::{
+    CertsArgs, CheckArgs, Cli, Command, EndpointArg, OutputFormat, ReviewArgs, ServeArgs,
+};
 use crate::metrics::{Endpoint, Metrics};
 use crate::policy::Policy;
 use crate::reload::{load_policy, watch_policy};
@@ -77,7 +79,8 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     let (tls_cert, tls_key) = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => (c, k),
         (None, None) if dev => {
-            let paths = certs::ensure_dev(Path::new("certs")).context("cannot create development certificates")?;
+            let paths = certs::ensure_dev(Path::new("certs"))
+                .context("cannot create development certificates")?;
             (paths.cert, paths.key)
         }
         (c, k) => (
@@ -91,7 +94,10 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             let (p, bytes) = load_policy(&path)?;
             (p, Some((path, bytes)))
         }
-        None if dev => (Policy::from_yaml(EXAMPLE_POLICY).context("embedded example policy")?, None),
+        None if dev => (
+            Policy::from_yaml(EXAMPLE_POLICY).context("embedded example policy")?,
+            None,
+        ),
         None => {
             let path = PathBuf::from("/etc/dualstack-webhook/policy/policy.yaml");
             let (p, bytes) = load_policy(&path)?;
@@ -100,7 +106,9 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     };
     let resolver = tls::CertResolver::load(&tls_cert, &tls_key)?;
     let tls_config = tls::server_config(resolver.clone(), client_ca.as_deref())?;
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} (--listen)"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
     let admin_listener = TcpListener::bind(admin_listen)
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (--admin-listen)"))?;
@@ -108,17 +116,35 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let policy = Arc::new(ArcSwap::from_pointee(policy_value));
-    let cluster = Arc::new(ArcSwap::from_pointee(Cluster::with_cidrs(cluster.service_cidrs)));
+    let cluster = Arc::new(ArcSwap::from_pointee(Cluster::with_cidrs(
+        cluster.service_cidrs,
+    )));
     let readiness = Readiness::default();
     let token = stop.child_token();
     shutdown::on_signal(token.clone());
 
     let every = Duration::from_secs(reload_interval.max(1));
-    tokio::spawn(tls::watch_certificates(resolver, every, metrics.clone(), token.clone()));
+    tokio::spawn(tls::watch_certificates(
+        resolver,
+        every,
+        metrics.clone(),
+        token.clone(),
+    ));
     if let Some((path, bytes)) = policy_file {
-        tokio::spawn(watch_policy(path, bytes, policy.clone(), every, metrics.clone(), token.clone()));
+        tokio::spawn(watch_policy(
+            path,
+            bytes,
+            policy.clone(),
+            every,
+            metrics.clone(),
+            token.clone(),
+        ));
     }
-    let app = routes::router(AppState { policy, cluster, metrics: metrics.clone() });
+    let app = routes::router(AppState {
+        policy,
+        cluster,
+        metrics: metrics.clone(),
+    });
     let admin_app = admin::router(Arc::new(registry), readiness.clone());
     let https = tokio::spawn(server::serve_tls(
         listener,
@@ -128,7 +154,11 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         metrics,
         token.clone(),
     ));
-    let admin = tokio::spawn(server::serve_plain(admin_listener, admin_app, token.clone()));
+    let admin = tokio::spawn(server::serve_plain(
+        admin_listener,
+        admin_app,
+        token.clone(),
+    ));
     readiness.set_ready();
     info!(%listen, %admin_listen, "ready");
     if dev {
@@ -140,8 +170,12 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         );
     }
     let (https, admin) = tokio::join!(https, admin);
-    https.context("https server task")?.context("https server")?;
-    admin.context("admin server task")?.context("admin server")?;
+    https
+        .context("https server task")?
+        .context("https server")?;
+    admin
+        .context("admin server task")?
+        .context("admin server")?;
     info!("stopped");
     Ok(())
 }
@@ -150,14 +184,18 @@ fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = load_policy(&args.policy)?;
     let cluster = Cluster::with_cidrs(args.cluster.service_cidrs);
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).context("cannot read stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("cannot read stdin")?;
     let endpoint = match args.endpoint {
         EndpointArg::Mutate => Endpoint::mutate,
         EndpointArg::Validate => Endpoint::validate,
     };
     let answer = admission::review(endpoint, &body, &policy, &cluster)?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&answer.body).and_then(|()| out.write_all(b"\n")).context("cannot write stdout")?;
+    out.write_all(&answer.body)
+        .and_then(|()| out.write_all(b"\n"))
+        .context("cannot write stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -182,5 +220,9 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => serde_json::to_string_pretty(&rows).context("encode rows")? + "\n",
     };
     print!("{text}");
-    Ok(if check::failed(&rows) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if check::failed(&rows) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -48,6 +48,7 @@ pub struct ServeArgs {
     /// Policy file; reloaded when it changes [default: /etc/dualstack-webhook/policy/policy.yaml].
     #[arg(long, env = "DUALSTACK_WEBHOOK_POLICY")]
     pub policy: Option<PathBuf>,
+    /// What the webhook knows of the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Address of the plain-HTTP admin listener [default: 0.0.0.0:8080; with --dev 127.0.0.1:8080].
@@ -79,6 +80,7 @@ pub struct ReviewArgs {
     /// Policy file.
     #[arg(long)]
     pub policy: PathBuf,
+    /// What the webhook knows of the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Which endpoint to answer as.
@@ -106,6 +108,7 @@ pub struct CheckArgs {
     /// Policy file.
     #[arg(long)]
     pub policy: PathBuf,
+    /// What the webhook knows of the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Output format.
@@ -154,28 +157,90 @@ mod tests {
     #[test]
     fn contract_flags_parse() {
         let cli = Cli::try_parse_from([
-            "dualstack-webhook", "serve", "--listen", "127.0.0.1:9443", "--tls-cert", "c.pem", "--tls-key",
-            "k.pem", "--policy", "p.yaml", "--service-cidrs", "10.96.0.0/16,fd00::/108", "--admin-listen",
-            "127.0.0.1:9090", "--client-ca", "ca.pem", "--log-format", "json",
+            "dualstack-webhook",
+            "serve",
+            "--listen",
+            "127.0.0.1:9443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--policy",
+            "p.yaml",
+            "--service-cidrs",
+            "10.96.0.0/16,fd00::/108",
+            "--admin-listen",
+            "127.0.0.1:9090",
+            "--client-ca",
+            "ca.pem",
+            "--log-format",
+            "json",
         ])
         .unwrap();
-        let Command::Serve(a) = cli.command else { panic!("serve") };
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
         assert_eq!(a.listen, Some("127.0.0.1:9443".parse().unwrap()));
         assert!(a.cluster.service_cidrs.unwrap().is_dual());
         assert_eq!(a.log_format, LogFormat::Json);
-        let cli = Cli::try_parse_from(["dualstack-webhook", "review", "--policy", "p", "--endpoint", "validate"]).unwrap();
-        assert!(matches!(cli.command, Command::Review(ReviewArgs { endpoint: EndpointArg::Validate, .. })));
-        let cli = Cli::try_parse_from(["dualstack-webhook", "certs", "--out", "d", "--dns", "a", "--dns", "b", "--ip", "::1"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "dualstack-webhook",
+            "review",
+            "--policy",
+            "p",
+            "--endpoint",
+            "validate",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Review(ReviewArgs {
+                endpoint: EndpointArg::Validate,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "dualstack-webhook",
+            "certs",
+            "--out",
+            "d",
+            "--dns",
+            "a",
+            "--dns",
+            "b",
+            "--ip",
+            "::1",
+        ])
+        .unwrap();
         assert!(matches!(cli.command, Command::Certs(CertsArgs { ref dns, .. }) if dns.len() == 2));
-        let cli = Cli::try_parse_from(["dualstack-webhook", "check", "--policy", "p", "--output", "json", "a.yaml", "dir"]).unwrap();
-        assert!(matches!(cli.command, Command::Check(CheckArgs { ref paths, output: OutputFormat::Json, .. }) if paths.len() == 2));
+        let cli = Cli::try_parse_from([
+            "dualstack-webhook",
+            "check",
+            "--policy",
+            "p",
+            "--output",
+            "json",
+            "a.yaml",
+            "dir",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Check(CheckArgs { ref paths, output: OutputFormat::Json, .. }) if paths.len() == 2)
+        );
     }
 
     #[test]
     fn bad_cidrs_name_the_flag() {
-        let err = Cli::try_parse_from(["dualstack-webhook", "review", "--policy", "p", "--service-cidrs", "10.0.0.0/8,10.1.0.0/16"])
-            .unwrap_err()
-            .to_string();
+        let err = Cli::try_parse_from([
+            "dualstack-webhook",
+            "review",
+            "--policy",
+            "p",
+            "--service-cidrs",
+            "10.0.0.0/8,10.1.0.0/16",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--service-cidrs"), "{err}");
     }
 

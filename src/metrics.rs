@@ -127,6 +127,12 @@ impl Metrics {
 
     /// Counts one answered review and records how long it took.
     pub fn review(&self, endpoint: Endpoint, operation: &str, outcome: Outcome, seconds: f64) {
+        // The operation comes from the request: only known values become label values, so a
+        // hostile client cannot grow the series without bound.
+        let operation = match operation {
+            "CREATE" | "UPDATE" | "DELETE" | "CONNECT" | "unknown" => operation,
+            _ => "other",
+        };
         self.reviews
             .get_or_create(&ReviewLabels {
                 endpoint,

@@ -78,12 +78,18 @@ async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
                     let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
                     (StatusCode::PAYLOAD_TOO_LARGE, reason)
                 } else {
-                    (StatusCode::BAD_REQUEST, format!("could not read the request body: {error}"))
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("could not read the request body: {error}"),
+                    )
                 };
                 return refuse(state, endpoint, status, reason);
             }
             Err(_) => {
-                let reason = format!("request body not received within {}s", BODY_TIMEOUT.as_secs());
+                let reason = format!(
+                    "request body not received within {}s",
+                    BODY_TIMEOUT.as_secs()
+                );
                 return refuse(state, endpoint, StatusCode::REQUEST_TIMEOUT, reason);
             }
         };
@@ -122,6 +128,13 @@ fn log(answer: &Answer) {
 
 fn refuse(state: &AppState, endpoint: Endpoint, status: StatusCode, reason: String) -> Response {
     warn!(%status, %reason, "not an AdmissionReview");
-    state.metrics.review(endpoint, "unknown", Outcome::invalid, 0.0);
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{reason}\n")).into_response()
+    state
+        .metrics
+        .review(endpoint, "unknown", Outcome::invalid, 0.0);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{reason}\n"),
+    )
+        .into_response()
 }
