@@ -130,6 +130,8 @@ impl CertResolver {
     /// Returns `Ok(false)` when the contents are those of the last successful load, `Ok(true)`
     /// when a new consistent pair is now in use, and an error (keeping the last good pair in use)
     /// when the files cannot be read, do not parse, or do not match each other.
+    ///
+    /// This blocks on file reads; from async code use [`watch_certificates`] or `spawn_blocking`.
     pub fn reload(&self) -> Result<bool, Error> {
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let mut attempt = 1;
