@@ -4,8 +4,11 @@
 //! runs under a timeout, so a slow or silent client cannot hold up the others (this is why the
 //! handshake is not done inside an `axum::serve::Listener`, which axum awaits sequentially).
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,8 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -26,7 +31,9 @@ use crate::metrics::Metrics;
 pub struct ServerOptions {
     /// How long a client may take to complete the TLS handshake after connecting.
     pub handshake_timeout: Duration,
-    /// How long an HTTP/1.1 client may take to send a complete request head.
+    /// How long an HTTP/1.1 client may take to send a complete request head (the first one from
+    /// when the handshake completes, later ones from when the previous answer was sent, so this
+    /// is also the keep-alive idle limit), and an HTTP/2 client its connection preface.
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown before their connections are closed.
     /// Kubernetes sends SIGKILL 30 s after SIGTERM by default, so this leaves a margin.
@@ -65,9 +72,10 @@ pub async fn serve_tls(
 ) -> io::Result<()> {
     let conn = Conn {
         acceptor: TlsAcceptor::from(tls),
-        http: Arc::new(http_builder(&options)),
+        http: Arc::new(HttpBuilders::new(&options)),
         service: TowerToHyperService::new(app),
         handshake_timeout: options.handshake_timeout,
+        header_read_timeout: options.header_read_timeout,
         metrics,
     };
     let graceful = GracefulShutdown::new();
@@ -119,14 +127,34 @@ pub async fn serve_plain(
         .await
 }
 
-fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    // The header read timeout (slowloris protection) only runs with a timer.
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    http.http2().timer(TokioTimer::new());
-    http
+/// One HTTP builder per protocol, chosen by the ALPN result.
+///
+/// `auto::Builder` left to itself sniffs the first 24 bytes to tell HTTP/2 from HTTP/1.1, and
+/// that read has no timeout: a client that completes TLS and then sends a few bytes or none
+/// would escape the header read timeout. HTTP/2 over TLS must be negotiated by ALPN (RFC 9113
+/// §3.2), so the choice is made from the handshake and the HTTP/1.1 timer starts at once.
+struct HttpBuilders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(options: &ServerOptions) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        // The header read timeout (slowloris protection) only runs with a timer.
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        http.http2().timer(TokioTimer::new());
+        Self {
+            http1: http.clone().http1_only(),
+            http2: http.http2_only(),
+        }
+    }
+
+    fn get(&self, h2: bool) -> &auto::Builder<TokioExecutor> {
+        if h2 { &self.http2 } else { &self.http1 }
+    }
 }
 
 /// Logs a failed `accept` and, for errors that will repeat at once, pauses.
@@ -168,9 +196,10 @@ async fn drain(graceful: GracefulShutdown, mut conns: JoinSet<()>, timeout: Dura
 #[derive(Clone)]
 struct Conn {
     acceptor: TlsAcceptor,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<HttpBuilders>,
     service: TowerToHyperService<Router>,
     handshake_timeout: Duration,
+    header_read_timeout: Duration,
     metrics: Metrics,
 }
 
@@ -197,16 +226,165 @@ impl Conn {
             }
         };
         let (_, session) = tls.get_ref();
-        debug!(
-            version = ?session.protocol_version(),
-            alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
-            "tls handshake complete"
-        );
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        debug!(version = ?session.protocol_version(), h2, "tls handshake complete");
 
-        let conn = self.http.serve_connection(TokioIo::new(tls), self.service);
+        // hyper's HTTP/1.1 header timer covers a silent HTTP/1.1 client; nothing in hyper times
+        // out an HTTP/2 client that never sends its connection preface, so do it here.
+        let preface = if h2 { H2_PREFACE_LEN } else { 0 };
+        let io = PrefaceDeadline::new(tls, preface, self.header_read_timeout);
+        let http = self.http.get(h2);
+        let conn = http.serve_connection(TokioIo::new(io), self.service);
         match watcher.watch(conn).await {
             Ok(()) => debug!("connection closed"),
             Err(error) => debug!(%error, "connection closed with error"),
         }
+    }
+}
+
+/// Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`).
+const H2_PREFACE_LEN: usize = 24;
+
+/// Fails reads with `TimedOut` unless the first `remaining` bytes arrive before a deadline, then
+/// gets out of the way. Writes pass through.
+struct PrefaceDeadline<I> {
+    io: I,
+    remaining: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+// === impl PrefaceDeadline ===
+
+impl<I> PrefaceDeadline<I> {
+    fn new(io: I, remaining: usize, timeout: Duration) -> Self {
+        let deadline = (remaining > 0).then(|| Box::pin(tokio::time::sleep(timeout)));
+        Self {
+            io,
+            remaining,
+            deadline,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for PrefaceDeadline<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(deadline) = &mut this.deadline else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                this.remaining = this.remaining.saturating_sub(n);
+                // Done once the preface is in, or at EOF (hyper handles that).
+                if this.remaining == 0 || n == 0 {
+                    this.deadline = None;
+                }
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                debug!("http/2 preface read timed out");
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            _ => {}
+        }
+        read
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Real time: paused time would need tokio's `test-util` feature just for these.
+    const TIMEOUT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn silent_peer_times_out() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
+        let mut buf = [0u8; 64];
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn partial_preface_times_out() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
+        client.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 14);
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn full_preface_clears_the_deadline() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
+        client.write_all(&[b'x'; H2_PREFACE_LEN]).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), H2_PREFACE_LEN);
+        // Idle well past the deadline, then more data: still readable.
+        tokio::time::sleep(TIMEOUT * 2).await;
+        client.write_all(b"later").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn no_preface_means_no_deadline() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = PrefaceDeadline::new(server, 0, TIMEOUT);
+        tokio::time::sleep(TIMEOUT * 2).await;
+        client.write_all(b"GET").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 3);
+    }
+
+    #[test]
+    fn defaults() {
+        let options = ServerOptions::default();
+        assert_eq!(options.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(options.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(options.drain_timeout, Duration::from_secs(25));
     }
 }

@@ -130,6 +130,8 @@ impl CertResolver {
     /// Returns `Ok(false)` when the contents are those of the last successful load, `Ok(true)`
     /// when a new consistent pair is now in use, and an error (keeping the last good pair in use)
     /// when the files cannot be read, do not parse, or do not match each other.
+    ///
+    /// This blocks on file reads; from async code use [`watch_certificates`] or `spawn_blocking`.
     pub fn reload(&self) -> Result<bool, Error> {
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let mut attempt = 1;
@@ -220,8 +222,9 @@ fn parse_pair(pem: &Pem, cert_path: &Path, key_path: &Path) -> Result<CertifiedK
 // === server_config ===
 
 /// Builds the server configuration: TLS 1.3 and 1.2 on the ring provider, ALPN `h2` then
-/// `http/1.1`, certificates from `resolver`, and client certificates required and verified
-/// against `client_ca` when it is given (no client authentication otherwise).
+/// `http/1.1`, certificates from `resolver`, no session resumption (so a rotated certificate is
+/// what every new connection sees), and client certificates required and verified against
+/// `client_ca` when it is given (no client authentication otherwise).
 pub fn server_config(
     resolver: Arc<CertResolver>,
     client_ca: Option<&Path>,
@@ -237,6 +240,11 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // No session resumption: a resumed session skips the certificate, so after a rotation a
+    // client could keep connecting on the old identity. kube-apiserver keeps its connections
+    // open, so full handshakes are rare and cheap enough.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
