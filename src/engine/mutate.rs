@@ -128,9 +128,15 @@ pub(super) fn update(
     // the policy anyway; families are otherwise re-inferred from clusterIPs, R3.3, R3.10).
     let same_headlessness =
         spec.is_headless() == old_spec.is_headless() || spec.cluster_ip().is_none();
+    // Families are restored only where the cluster still has them (R3.14), except for headless
+    // selectorless Services, whose families the API server never checks (R3.12). An empty clusterIP
+    // on UPDATE is the stored one (R3.3).
+    let headless_after = spec.cluster_ip().or(old_spec.cluster_ip()) == Some("None");
+    let unchecked_families = headless_after && spec.is_selectorless();
     if spec.ip_families_raw().is_none()
         && same_headlessness
         && let Ok(Some(families)) = old_spec.ip_families()
+        && cidrs.is_none_or(|c| unchecked_families || families.iter().all(|f| c.has(*f)))
     {
         decision.changes.push(format!(
             "ipFamilies={} restored from the stored Service (absent on UPDATE means unchanged)",
@@ -146,7 +152,46 @@ pub(super) fn update(
         ));
         m.ip_family_policy = Some(p);
     }
+    warn_type_change_unfreezes(spec, old_spec, cidrs, &mut decision);
     decision
+}
+
+/// R3.5: the PreferDualStack freeze holds only while the type is unchanged. A type change of a
+/// single-family PreferDualStack Service on a dual-stack cluster lets the API server add the other
+/// family (R3.16). That is Kubernetes' meaning of PreferDualStack and the client's own change, so it
+/// is not undone (pinning SingleStack would change the policy behind the client's back), but it is
+/// said, in kubectl and in the audit log.
+fn warn_type_change_unfreezes(
+    spec: &ServiceSpec,
+    old_spec: &ServiceSpec,
+    cidrs: Option<&ServiceCidrs>,
+    decision: &mut Decision,
+) {
+    let prefer = Ok(Some(IpFamilyPolicy::PreferDualStack));
+    let Ok(Some(old_families)) = old_spec.ip_families() else {
+        return;
+    };
+    let new_families_same = spec
+        .ip_families()
+        .is_ok_and(|f| f.is_none_or(|f| f == old_families));
+    if cidrs.is_some_and(ServiceCidrs::is_dual)
+        && spec.service_type() != old_spec.service_type()
+        && old_spec.ip_family_policy() == prefer
+        && matches!(
+            spec.ip_family_policy(),
+            Ok(None) | Ok(Some(IpFamilyPolicy::PreferDualStack))
+        )
+        && old_families.len() == 1
+        && new_families_same
+    {
+        let other = old_families[0].other();
+        decision.warnings.push(format!(
+            "changing the type lets the API server add {other} to this PreferDualStack Service"
+        ));
+        decision.changes.push(format!(
+            "type change unfreezes PreferDualStack (R3.5): the API server adds {other}"
+        ));
+    }
 }
 
 /// `upgradeExisting: true` on a matching rule: add the missing secondary family, primary unchanged.
@@ -342,7 +387,9 @@ fn preflight(
     cidrs: &ServiceCidrs,
 ) -> Option<Rejection> {
     let old_ips = old.and_then(|o| o.pinned_ips().ok()).unwrap_or_default();
-    let selectorless_headless = spec.is_headless() && spec.is_selectorless();
+    // On UPDATE an empty clusterIP is the stored one (R3.3); R3.12 reads the singular field.
+    let cluster_ip = spec.cluster_ip().or(old.and_then(ServiceSpec::cluster_ip));
+    let selectorless_headless = cluster_ip == Some("None") && spec.is_selectorless();
     if let Ok(pinned) = spec.pinned_ips() {
         for (index, ip) in pinned.iter().enumerate() {
             if old_ips.contains(ip) {

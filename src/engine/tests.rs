@@ -611,3 +611,23 @@ fn namespace_selector_sees_the_automatic_name_label() {
     );
     assert!(!judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())).allowed());
 }
+
+#[test]
+fn a_type_change_that_unfreezes_prefer_dual_stack_is_said_r3_5() {
+    let p = policy("");
+    let old = stored("v4", spec().policy("PreferDualStack"));
+    let d = update(&p, "v4v6", old.clone(), old.clone().type_("LoadBalancer"));
+    assert!(d.warnings[0].contains("add IPv6"), "{:?}", d.warnings);
+    // Same type: frozen, nothing to say.
+    assert!(
+        update(&p, "v4v6", old.clone(), old.clone())
+            .warnings
+            .is_empty()
+    );
+    // Single-stack cluster: nothing can be added.
+    assert!(
+        update(&p, "v4", old.clone(), old.type_("LoadBalancer"))
+            .warnings
+            .is_empty()
+    );
+}
