@@ -1,9 +1,9 @@
 //! Property tests: for random Services, clusters and policies, what `/mutate` emits is accepted by the
-
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 //! API server's rules (as modelled in `dualstack_webhook::apiserver`, itself checked against
 //! Kubernetes' test tables), fills only what the client left unset, and never changes a running
 //! Service's primary IP or family, nor adds a family without the explicit opt-in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
 use dualstack_webhook::apiserver;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
