@@ -68,9 +68,15 @@ impl fmt::Display for DenialMessage<'_> {
                     "Service {:?} violates the dual-stack policy: ",
                     self.name
                 )?;
-                for (i, finding) in findings.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { "; " };
-                    write!(f, "{sep}rule {:?}: {}", finding.rule, finding.violation)?;
+                let mut previous: Option<&str> = None;
+                for finding in findings {
+                    if previous == Some(finding.rule.as_str()) {
+                        write!(f, "; {}", finding.violation)?;
+                    } else {
+                        let sep = if previous.is_some() { "; " } else { "" };
+                        write!(f, "{sep}rule {:?}: {}", finding.rule, finding.violation)?;
+                    }
+                    previous = Some(&finding.rule);
                 }
                 Ok(())
             }
