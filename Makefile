@@ -1,0 +1,31 @@
+# The commands humans and CI run. `make test` is the whole suite (the README's test command).
+CARGO ?= cargo
+BIN := target/release/dualstack-webhook
+
+.PHONY: test lint unit fixtures release run clean
+
+## test: lint, unit/property/router/TLS tests, curl fixtures (and e2e, once merged)
+test: lint unit fixtures
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## unit: cargo test (unit, table, property, router and real-socket TLS tests)
+unit:
+	$(CARGO) test --locked
+
+## fixtures: every tests/fixtures request over curl --cacert and through `review`
+fixtures: release
+	tests/fixtures.sh
+
+release:
+	$(CARGO) build --release --locked
+
+## run: the webhook on the embedded default (dev certificates in ./certs, the example policy)
+run:
+	$(CARGO) run --release --locked -- serve --dev
+
+clean:
+	$(CARGO) clean
