@@ -18,6 +18,7 @@ unit:
 
 ## fixtures: every tests/fixtures request over curl --cacert and through `review`
 fixtures: release
+	tests/install-deps.sh
 	tests/fixtures.sh
 
 release:
