@@ -93,5 +93,21 @@ for args_file in "$fixtures"/*.args; do
   done
 done
 
+# The README's first command: `serve --dev` on the embedded default (certificates generated into
+# ./certs, the example policy), answering the curl line it prints.
+mkdir -p "$work/dev"
+port=$(free_port) admin=$(free_port)
+(cd "$work/dev" && exec "$bin" serve --dev --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin") 2>"$work/dev.log" &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+dev_answer=$(curl -sS --cacert "$work/dev/certs/ca.crt" -H 'Content-Type: application/json' \
+  --data "@$fixtures/dual-v4/mutate/create-clusterip-defaults.json" "https://localhost:$port/mutate" 2>&1 || true)
+if grep -q 'curl --cacert certs/ca.crt' "$work/dev.log" \
+  && jq -e '.response.patchType == "JSONPatch" and .response.allowed' <<<"$dev_answer" >/dev/null 2>&1; then
+  passed=$((passed + 1))
+else
+  fail "serve --dev" "answer: $dev_answer; log: $(cat "$work/dev.log")"
+fi
+
 echo "fixtures: $passed passed, $failed failed"
 [[ $failed == 0 ]]
