@@ -408,10 +408,7 @@ fn preflight(
                 return Some(Rejection::IpFamilyNotConfigured { index, ip: *ip });
             }
             if !cidrs.contains(ip) {
-                let range = cidrs
-                    .range_of(IpFamily::of(ip))
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let range = cidrs.ranges_of(IpFamily::of(ip));
                 return Some(Rejection::NotInRange {
                     index,
                     ip: *ip,
