@@ -21,6 +21,9 @@ fn dry_run() -> PostParams {
 
 /// A Deny rule's violation comes back as the API server's 403 carrying the webhook's message: the
 /// Service, the rule, what is wrong and what to set (R8.4). Nothing is stored.
+///
+/// Observed on v1.37.2: the status message starts with `admission webhook "..." denied the
+/// request: ...`; the `services "<name>" is forbidden: ` prefix R8.4 mentions is not there.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
 async fn deny_message_reaches_the_client() {
@@ -28,9 +31,8 @@ async fn deny_message_reaches_the_client() {
     let api = support::namespace(&client, "e2e-deny").await;
     let svc = support::service("single", json!({"ipFamilyPolicy": "SingleStack"}));
     let status = create_refused(&api, &svc).await;
-    assert_eq!(status.code, 403, "{status:?}");
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"), "{status:?}");
     for part in [
-        "services \"single\" is forbidden",
         DENIED_BY_VALIDATE,
         "Service \"e2e-deny/single\" violates the dual-stack policy",
         "rule \"deny-single-stack\"",

@@ -85,6 +85,7 @@ fn handshake_ok(hook: &Webhook, ca: &Path) -> bool {
         .args(["-sS", "-o", "/dev/null", "--max-time", "5", "--cacert"])
         .arg(ca)
         .arg(format!("{}/healthz", hook.base_url()))
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }

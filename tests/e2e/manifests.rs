@@ -94,18 +94,26 @@ async fn every_manifest_passes_server_side_dry_run() {
     eprintln!("server-side dry-run accepted: {checked:?}");
 }
 
-/// `manifests/webhooks.yaml` exactly as shipped (service reference, empty caBundle) is valid too.
+/// `manifests/webhooks.yaml` exactly as shipped (service reference, empty caBundle) is valid too;
+/// only the names change, so that the dry-run is a create and not a patch of the configurations
+/// the driver registered (a strategic merge of `service` into their `url` would be invalid).
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
 async fn webhooks_manifest_as_shipped_passes_server_side_dry_run() {
-    let path = support::manifests_dir().join("webhooks.yaml");
+    let mut docs = support::yaml_documents(&support::manifests_dir().join("webhooks.yaml"));
+    for doc in &mut docs {
+        doc["metadata"]["name"] = json!("dualstack-webhook-as-shipped");
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    let file = support::workdir().join("webhooks-as-shipped.json");
+    std::fs::write(&file, serde_json::to_vec(&list).unwrap()).unwrap();
     let (ok, stdout, stderr) = kubectl(&[
         "apply",
         "--dry-run=server",
         "-o",
         "json",
         "-f",
-        &path.to_string_lossy(),
+        &file.to_string_lossy(),
     ]);
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
@@ -116,5 +124,6 @@ async fn webhooks_manifest_as_shipped_passes_server_side_dry_run() {
         assert_eq!(hook["clientConfig"]["service"]["port"], 443, "{item}");
         assert_eq!(hook["failurePolicy"], "Fail");
         assert_eq!(hook["timeoutSeconds"], 5);
+        assert_eq!(hook["sideEffects"], "None");
     }
 }

@@ -29,10 +29,10 @@ async fn pinned_cluster_ip_only() {
 async fn pinned_cluster_ips_only() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
-    let svc = support::service("ips-only", json!({"clusterIPs": ["fd00:10:96::a:1"]}));
+    let svc = support::service("ips-only", json!({"clusterIPs": ["fd00:10:96::a1"]}));
     let (_, families, ip, ips) = stack(&create(&api, &svc).await);
-    assert_eq!(ip.as_deref(), Some("fd00:10:96::a:1"));
-    assert_eq!(ips[0], "fd00:10:96::a:1");
+    assert_eq!(ip.as_deref(), Some("fd00:10:96::a1"));
+    assert_eq!(ips[0], "fd00:10:96::a1");
     assert_eq!(families, fams(&["IPv6", "IPv4"]));
     assert!(support::in_range(&ips[1], V4_RANGE), "{ips:?}");
 }
@@ -43,7 +43,7 @@ async fn pinned_cluster_ips_only() {
 async fn pinned_both_families_ipv6_first() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
-    let pinned = ["fd00:10:96::a:2", "10.96.100.12"];
+    let pinned = ["fd00:10:96::a2", "10.96.100.12"];
     let svc = support::service(
         "both-v6",
         json!({"clusterIP": pinned[0], "clusterIPs": pinned}),
@@ -61,7 +61,7 @@ async fn pinned_both_families_ipv6_first() {
 async fn pinned_both_families_ipv4_first() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
-    let pinned = ["10.96.100.13", "fd00:10:96::a:3"];
+    let pinned = ["10.96.100.13", "fd00:10:96::a3"];
     let svc = support::service("both-v4", json!({"clusterIPs": pinned}));
     let (policy, families, ip, ips) = stack(&create(&api, &svc).await);
     assert_eq!(policy.as_deref(), Some("PreferDualStack"));
