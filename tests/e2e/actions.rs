@@ -31,14 +31,22 @@ async fn deny_message_reaches_the_client() {
     let api = support::namespace(&client, "e2e-deny").await;
     let svc = support::service("single", json!({"ipFamilyPolicy": "SingleStack"}));
     let status = create_refused(&api, &svc).await;
-    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"), "{status:?}");
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (403, "Forbidden"),
+        "{status:?}"
+    );
     for part in [
         DENIED_BY_VALIDATE,
         "Service \"e2e-deny/single\" violates the dual-stack policy",
         "rule \"deny-single-stack\"",
         "set spec.ipFamilyPolicy: RequireDualStack",
     ] {
-        assert!(status.message.contains(part), "{part:?} not in {}", status.message);
+        assert!(
+            status.message.contains(part),
+            "{part:?} not in {}",
+            status.message
+        );
     }
     assert!(api.get_opt("single").await.unwrap().is_none());
 }
@@ -75,7 +83,11 @@ async fn deny_rule_refuses_a_downgrade_on_update() {
     let kube::Error::Api(status) = err else {
         panic!("{err}")
     };
-    assert!(status.message.contains(DENIED_BY_VALIDATE), "{}", status.message);
+    assert!(
+        status.message.contains(DENIED_BY_VALIDATE),
+        "{}",
+        status.message
+    );
     assert_eq!(stack(&api.get("keep-dual").await.unwrap()), before);
 }
 
@@ -90,29 +102,48 @@ async fn warn_reaches_the_client() {
     let (code, warnings, body) = support::create_with_warnings(&client, "e2e-warn", &svc).await;
     assert_eq!(code, 201, "{body}");
     assert!(
-        warnings.iter().any(|w| w.contains("rule \\\"warn-ipv4-primary\\\"")
-            || w.contains("rule \"warn-ipv4-primary\"")),
+        warnings
+            .iter()
+            .any(|w| w.contains("rule \\\"warn-ipv4-primary\\\"")
+                || w.contains("rule \"warn-ipv4-primary\"")),
         "{warnings:?}"
     );
-    assert!(warnings.iter().any(|w| w.starts_with("299 ")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("299 ")),
+        "{warnings:?}"
+    );
     assert_eq!(body["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
 
-    let manifest = serde_json::to_string(&support::service("v4-kubectl", json!({"ipFamilies": ["IPv4"]})))
-        .unwrap();
+    let manifest = serde_json::to_string(&support::service(
+        "v4-kubectl",
+        json!({"ipFamilies": ["IPv4"]}),
+    ))
+    .unwrap();
     let mut child = Command::new(support::env("E2E_KUBECTL"))
-        .args(["--kubeconfig", &support::env("E2E_KUBECONFIG"), "-n", "e2e-warn"])
+        .args([
+            "--kubeconfig",
+            &support::env("E2E_KUBECONFIG"),
+            "-n",
+            "e2e-warn",
+        ])
         .args(["create", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("Warning: rule \"warn-ipv4-primary\": primary family IPv4 but IPv6 required"),
+        stderr
+            .contains("Warning: rule \"warn-ipv4-primary\": primary family IPv4 but IPv6 required"),
         "{stderr}"
     );
 }
@@ -162,11 +193,15 @@ async fn audit_finding_is_in_the_audit_log() {
 async fn exempt_namespace_is_untouched() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-exempt").await;
-    let (policy, families, _, ips) = stack(&create(&api, &support::service("plain", json!({}))).await);
+    let (policy, families, _, ips) =
+        stack(&create(&api, &support::service("plain", json!({}))).await);
     assert_eq!(policy.as_deref(), Some("SingleStack"));
     assert_eq!(families, fams(&["IPv4"]));
     assert_eq!(ips.len(), 1);
-    let svc = support::service("pinned", json!({"clusterIPs": ["10.96.101.1"], "clusterIP": "10.96.101.1"}));
+    let svc = support::service(
+        "pinned",
+        json!({"clusterIPs": ["10.96.101.1"], "clusterIP": "10.96.101.1"}),
+    );
     let (policy, families, _, _) = stack(&create(&api, &svc).await);
     assert_eq!(policy.as_deref(), Some("SingleStack"));
     assert_eq!(families, fams(&["IPv4"]));
@@ -184,7 +219,11 @@ async fn server_side_dry_run_is_judged_like_real_and_not_stored() {
     let kube::Error::Api(status) = err else {
         panic!("{err}")
     };
-    assert!(status.message.contains(DENIED_BY_VALIDATE), "{}", status.message);
+    assert!(
+        status.message.contains(DENIED_BY_VALIDATE),
+        "{}",
+        status.message
+    );
     assert!(status.message.contains("rule \"deny-single-stack\""));
 
     let good = support::service("dry-ok", json!({}));
@@ -207,5 +246,11 @@ async fn server_side_dry_run_is_judged_like_real_and_not_stored() {
         .unwrap();
     let stored = api.get("dry-upd").await.unwrap();
     assert_eq!(stack(&stored), before);
-    assert!(!stored.metadata.labels.unwrap_or_default().contains_key("dry"));
+    assert!(
+        !stored
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key("dry")
+    );
 }

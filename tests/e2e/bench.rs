@@ -44,8 +44,8 @@ async fn service_create_latency() {
         .unwrap_or(300);
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-bench").await;
-    let ca = std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS")))
-        .unwrap();
+    let ca =
+        std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS"))).unwrap();
     let url = support::env("E2E_WEBHOOK_URL");
     let render = Render {
         name: "dualstack-webhook",
@@ -78,8 +78,13 @@ async fn service_create_latency() {
         );
     };
     println!();
-    println!("bench-e2e: {n} sequential Service creates per row through kube-apiserver v1.37.2 (ms)");
-    println!("{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99", "mean", "max");
+    println!(
+        "bench-e2e: {n} sequential Service creates per row through kube-apiserver v1.37.2 (ms)"
+    );
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "p50", "p90", "p99", "mean", "max"
+    );
     row("with webhook", &with);
     row("without webhook", &without);
     println!(

@@ -20,7 +20,10 @@ async fn unset_fields_get_prefer_dual_stack_ipv6_first() {
     assert_eq!(families, fams(&["IPv6", "IPv4"]));
     assert_eq!(ips.len(), 2, "{ips:?}");
     assert_eq!(ip.as_deref(), Some(ips[0].as_str()), "R1.7");
-    assert!(in_range(&ips[0], V6_RANGE) && in_range(&ips[1], V4_RANGE), "{ips:?}");
+    assert!(
+        in_range(&ips[0], V6_RANGE) && in_range(&ips[1], V4_RANGE),
+        "{ips:?}"
+    );
     // What the API server stores is what a later GET returns.
     let got = api.get("plain").await.unwrap();
     assert_eq!(stack(&got), stack(&svc));
@@ -51,7 +54,10 @@ async fn client_families_are_kept_and_get_the_default_policy() {
     let (policy, families, _, ips) = stack(&create(&api, &svc).await);
     assert_eq!(policy.as_deref(), Some("PreferDualStack"));
     assert_eq!(families, fams(&["IPv4", "IPv6"]));
-    assert!(in_range(&ips[0], V4_RANGE) && in_range(&ips[1], V6_RANGE), "{ips:?}");
+    assert!(
+        in_range(&ips[0], V4_RANGE) && in_range(&ips[1], V6_RANGE),
+        "{ips:?}"
+    );
 }
 
 /// A rule's defaults override the global ones for its namespace (legacy: SingleStack IPv4).
@@ -60,7 +66,8 @@ async fn client_families_are_kept_and_get_the_default_policy() {
 async fn rule_defaults_override_global_defaults() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-legacy").await;
-    let (policy, families, _, ips) = stack(&create(&api, &support::service("old", json!({}))).await);
+    let (policy, families, _, ips) =
+        stack(&create(&api, &support::service("old", json!({}))).await);
     assert_eq!(policy.as_deref(), Some("SingleStack"));
     assert_eq!(families, fams(&["IPv4"]));
     assert_eq!(ips.len(), 1);

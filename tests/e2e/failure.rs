@@ -147,20 +147,34 @@ async fn certificate_rotation_fails_no_request() {
     swap(&new.join("tls.crt"), &certs.join("tls.crt"));
     support::eventually("the webhook reloads the new certificate", || async {
         let m = hook.metrics();
-        (support::metric(&m, "dualstack_webhook_certificate_reloads_total", &["success"]) >= 1.0)
+        (support::metric(
+            &m,
+            "dualstack_webhook_certificate_reloads_total",
+            &["success"],
+        ) >= 1.0)
             .then_some(())
     })
     .await;
-    assert!(handshake_ok(&hook, &new.join("ca.crt")), "new certificate served");
+    assert!(
+        handshake_ok(&hook, &new.join("ca.crt")),
+        "new certificate served"
+    );
     let old_ca_file = hook.dir.join("old-ca.crt");
     std::fs::write(&old_ca_file, &old_ca).unwrap();
-    assert!(!handshake_ok(&hook, &old_ca_file), "old certificate no longer served");
+    assert!(
+        !handshake_ok(&hook, &old_ca_file),
+        "old certificate no longer served"
+    );
     settle().await;
     register(&client, ns, &hook, &new_ca, "Fail").await;
     settle().await;
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = creates.await.unwrap();
-    assert!(failures.is_empty(), "{} failed: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
     assert!(ok >= 20, "only {ok} creates ran");
     eprintln!("certificate rotation: {ok} creates, 0 failed");
     support::delete_webhooks(&client, ns).await;

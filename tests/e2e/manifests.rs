@@ -43,8 +43,8 @@ fn manifest_files() -> Vec<PathBuf> {
 #[ignore = "needs the e2e harness: make e2e"]
 async fn every_manifest_passes_server_side_dry_run() {
     let client = support::client().await;
-    let ca = std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS")))
-        .unwrap();
+    let ca =
+        std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS"))).unwrap();
     let url = support::env("E2E_WEBHOOK_URL");
     let files = manifest_files();
     assert!(!files.is_empty(), "no manifests found");
@@ -60,7 +60,10 @@ async fn every_manifest_passes_server_side_dry_run() {
             }
             // A distinct name, so "not stored" can be checked even where the driver registered the
             // same configurations.
-            let name = format!("{}-dry-run", doc["metadata"]["name"].as_str().unwrap_or_default());
+            let name = format!(
+                "{}-dry-run",
+                doc["metadata"]["name"].as_str().unwrap_or_default()
+            );
             support::render_one(
                 doc,
                 &Render {
@@ -76,13 +79,26 @@ async fn every_manifest_passes_server_side_dry_run() {
         let rendered = dir.join(file.file_name().unwrap()).with_extension("json");
         std::fs::write(&rendered, serde_json::to_vec_pretty(&list).unwrap()).unwrap();
         let path = rendered.to_string_lossy();
-        let (ok, stdout, stderr) = kubectl(&["apply", "--dry-run=server", "-o", "name", "-f", &path]);
+        let (ok, stdout, stderr) =
+            kubectl(&["apply", "--dry-run=server", "-o", "name", "-f", &path]);
         assert!(ok, "{}: {stderr}", file.display());
-        assert_eq!(stdout.lines().count(), docs.len(), "{}: {stdout}", file.display());
+        assert_eq!(
+            stdout.lines().count(),
+            docs.len(),
+            "{}: {stdout}",
+            file.display()
+        );
         for doc in &docs {
             let kind = doc["kind"].as_str().unwrap().to_lowercase();
             let name = doc["metadata"]["name"].as_str().unwrap();
-            let mut get = vec!["get", kind.as_str(), name, "--ignore-not-found", "-o", "name"];
+            let mut get = vec![
+                "get",
+                kind.as_str(),
+                name,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ];
             if let Some(ns) = doc["metadata"]["namespace"].as_str() {
                 get.extend(["-n", ns]);
             }
@@ -117,7 +133,10 @@ async fn webhooks_manifest_as_shipped_passes_server_side_dry_run() {
     ]);
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
-    let items = answer["items"].as_array().cloned().unwrap_or_else(|| vec![answer.clone()]);
+    let items = answer["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![answer.clone()]);
     assert_eq!(items.len(), 2, "{stdout}");
     for item in items {
         let hook = &item["webhooks"][0];

@@ -87,7 +87,11 @@ async fn pinned_ip_outside_the_range_is_denied_with_the_webhooks_message() {
         "is not in the valid range",
         V4_RANGE,
     ] {
-        assert!(status.message.contains(part), "{part:?} not in {}", status.message);
+        assert!(
+            status.message.contains(part),
+            "{part:?} not in {}",
+            status.message
+        );
     }
     assert!(api.get_opt("outside").await.unwrap().is_none());
 

@@ -13,8 +13,8 @@ use crate::support::{self, Render};
 #[ignore = "driver step of tests/e2e/run.sh"]
 async fn register_webhooks() {
     let client = support::client().await;
-    let ca = std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS")))
-        .unwrap();
+    let ca =
+        std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS"))).unwrap();
     let failure_policy = std::env::var("E2E_FAILURE_POLICY").ok();
     support::apply_webhooks(
         &client,

@@ -201,7 +201,11 @@ pub(crate) async fn create_with_warnings(
         .map(|v| v.to_str().unwrap_or_default().to_owned())
         .collect();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, warnings, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (
+        status,
+        warnings,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
 }
 
 // === waiting ===
@@ -217,7 +221,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

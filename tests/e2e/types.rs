@@ -27,7 +27,10 @@ async fn headless_with_selector() {
 async fn headless_without_selector() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-types").await;
-    let svc = support::service("headless-nosel", json!({"clusterIP": "None", "selector": null}));
+    let svc = support::service(
+        "headless-nosel",
+        json!({"clusterIP": "None", "selector": null}),
+    );
     let (policy, families, _, ips) = stack(&create(&api, &svc).await);
     assert_eq!(ips, fams(&["None"]));
     assert_eq!(policy.as_deref(), Some("PreferDualStack"));

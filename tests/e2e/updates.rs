@@ -52,11 +52,25 @@ async fn put_without_ip_families_keeps_a_single_stack_service() {
 async fn label_patch_keeps_everything() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-update").await;
-    let created = create(&api, &support::service("relabel", json!({"type": "NodePort"}))).await;
-    let after = merge_patch(&api, "relabel", json!({"metadata": {"labels": {"team": "blue"}}})).await;
+    let created = create(
+        &api,
+        &support::service("relabel", json!({"type": "NodePort"})),
+    )
+    .await;
+    let after = merge_patch(
+        &api,
+        "relabel",
+        json!({"metadata": {"labels": {"team": "blue"}}}),
+    )
+    .await;
     assert_eq!(after.spec, created.spec);
     assert_eq!(
-        after.metadata.labels.unwrap().get("team").map(String::as_str),
+        after
+            .metadata
+            .labels
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
         Some("blue")
     );
 }

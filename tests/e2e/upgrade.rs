@@ -7,11 +7,11 @@
 //! the stored families on UPDATE, so no Service gains a family unless a rule opts in with
 //! `upgradeExisting`.
 
-use kube::api::{Api, PostParams};
 use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use crate::support::{self, Harness, Render, Webhook, V4_RANGE, V6_RANGE, create, fams, stack};
+use crate::support::{self, Harness, Render, V4_RANGE, V6_RANGE, Webhook, create, fams, stack};
 
 const V4_ONLY: &str = "10.96.0.0/16";
 const DUAL: &str = "10.96.0.0/16,fd00:10:96::/112";
@@ -26,7 +26,12 @@ async fn put_without_families(api: &Api<Service>, name: &str) -> Service {
 }
 
 async fn label(api: &Api<Service>, name: &str) -> Service {
-    support::merge_patch(api, name, json!({"metadata": {"labels": {"touched": "yes"}}})).await
+    support::merge_patch(
+        api,
+        name,
+        json!({"metadata": {"labels": {"touched": "yes"}}}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -59,10 +64,19 @@ async fn prefer_dual_stack_services_gain_a_family_only_on_opt_in() {
         (&control, "put-no-webhook", json!({})),
         (&control, "label-no-webhook", json!({})),
     ] {
-        let (policy, families, _, ips) = stack(&create(api, &support::service(name, spec.clone())).await);
-        let want = if spec == json!({}) { "PreferDualStack" } else { "SingleStack" };
+        let (policy, families, _, ips) =
+            stack(&create(api, &support::service(name, spec.clone())).await);
+        let want = if spec == json!({}) {
+            "PreferDualStack"
+        } else {
+            "SingleStack"
+        };
         assert_eq!(policy.as_deref(), Some(want), "{name}");
-        assert_eq!(families, fams(&["IPv4"]), "{name}: one family on an IPv4-only cluster");
+        assert_eq!(
+            families,
+            fams(&["IPv4"]),
+            "{name}: one family on an IPv4-only cluster"
+        );
         assert_eq!(ips.len(), 1, "{name}");
     }
 
@@ -103,13 +117,23 @@ async fn prefer_dual_stack_services_gain_a_family_only_on_opt_in() {
     // protects against, rules §6), while a label PATCH keeps the freeze (R3.5).
     support::delete_webhooks(&client, "dualstack-webhook").await;
     support::eventually("webhook no longer called", || async {
-        let dry = PostParams { dry_run: true, ..PostParams::default() };
-        let s = control.create(&dry, &support::service("probe", json!({}))).await.ok()?;
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let s = control
+            .create(&dry, &support::service("probe", json!({})))
+            .await
+            .ok()?;
         (support::policy_of(&s) == "SingleStack").then_some(())
     })
     .await;
     let labelled = stack(&label(&control, "label-no-webhook").await);
-    assert_eq!(labelled.1, fams(&["IPv4"]), "a label PATCH keeps the freeze (R3.5)");
+    assert_eq!(
+        labelled.1,
+        fams(&["IPv4"]),
+        "a label PATCH keeps the freeze (R3.5)"
+    );
     let before = stack(&control.get("put-no-webhook").await.unwrap());
     let after = stack(&put_without_families(&control, "put-no-webhook").await);
     assert_eq!(
