@@ -72,7 +72,7 @@ cd "$ROOT"
 nice -n 10 cargo build --release --locked
 # The test binary is run directly below, so the setup step and the suite share one build.
 TEST_BIN="$(nice -n 10 cargo test --locked --test e2e --no-run --message-format=json \
-  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
+  | grep '"target":{[^}]*"name":"e2e"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 [[ -x "$TEST_BIN" ]] || die "no e2e test binary found"
 WEBHOOK_BIN="$CARGO_TARGET_DIR/release/dualstack-webhook"
 
