@@ -11,6 +11,7 @@
 //! - [`defaults`], [`pinned`], [`types`], [`actions`], [`updates`]: the main harness (dual-stack,
 //!   IPv4 primary) and the driver's webhook; each test has its own namespace or Service names.
 //! - [`upgrade`]: the PreferDualStack lesson on its own IPv4-only harness, restarted dual-stack.
+//! - [`variants`]: the policy on an IPv6-primary dual-stack harness of its own.
 //! - [`failure`]: webhook down under Fail and Ignore, certificate rotation; an isolated webhook.
 //! - [`manifests`]: every object in `manifests/` passes server-side dry-run.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
@@ -27,3 +28,4 @@ mod support;
 mod types;
 mod updates;
 mod upgrade;
+mod variants;
