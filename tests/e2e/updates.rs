@@ -74,3 +74,33 @@ async fn label_patch_keeps_everything() {
         Some("blue")
     );
 }
+
+/// Server-side apply twice (GitOps style) with a manifest that never names the dual-stack fields:
+/// the defaults the webhook set on the first apply survive the second (which also changes a label).
+#[tokio::test]
+#[ignore = "needs the e2e harness: make e2e"]
+async fn server_side_apply_again_keeps_the_defaults() {
+    use kube::api::{Patch, PatchParams};
+    let client = support::client().await;
+    let api = support::namespace(&client, "e2e-update").await;
+    let params = PatchParams::apply("e2e-gitops").force();
+    let first = support::service("applied", json!({}));
+    let created = api
+        .patch("applied", &params, &Patch::Apply(&first))
+        .await
+        .unwrap();
+    let before = stack(&created);
+    assert_eq!(before.1, fams(&["IPv6", "IPv4"]));
+    let mut second = first.clone();
+    second
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("rev".into(), "2".into());
+    let after = api
+        .patch("applied", &params, &Patch::Apply(&second))
+        .await
+        .unwrap();
+    assert_eq!(stack(&after), before);
+    assert_eq!(after.metadata.labels.unwrap()["rev"], "2");
+}
