@@ -350,13 +350,30 @@ pub(crate) async fn wait_mutating(client: &Client, ns: &str, expected_policy: &s
 
 // === processes ===
 
-/// A free TCP port on 127.0.0.1 (racy like any such helper; fine on loopback).
+/// A TCP port on 127.0.0.1 that is free now, below the kernel's ephemeral range where there is
+/// room (as `tests/apiserver/lib.sh` does): a port from that range (what binding port 0 returns)
+/// can be taken by an outgoing connection before the webhook binds it.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&low| low > 12_000);
+    let Some(high) = ephemeral_low else {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    };
+    let random = RandomState::new();
+    for i in 0..200_u32 {
+        let port = 10_000 + (random.hash_one(i) % u64::from(high - 10_000)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {high}");
 }
 
 /// A minimal HTTP/1.0 GET for the webhook's plain-HTTP admin port: (status, body).
