@@ -4,8 +4,8 @@ BIN := target/release/dualstack-webhook
 
 .PHONY: test lint unit fixtures release run clean
 
-## test: lint, unit/property/router/TLS tests, curl fixtures (and e2e, once merged)
-test: lint unit fixtures
+## test: lint, unit/property/router/TLS tests, curl fixtures, end-to-end against a real kube-apiserver
+test: lint unit fixtures e2e
 
 ## lint: formatting and clippy with warnings as errors
 lint:
@@ -30,3 +30,6 @@ run:
 
 clean:
 	$(CARGO) clean
+
+# e2e, bench-e2e: a real kube-apiserver v1.37.2 and etcd built from Go modules (tests/apiserver).
+include tests/e2e/e2e.mk
