@@ -48,9 +48,11 @@ fuzz_target!(|input: Input| {
                 IpFamilyPolicy::RequireDualStack,
             ][usize::from(p) % 3]
         }),
-        ip_families: input
-            .families
-            .map(|f| f.into_iter().map(|v6| if v6 { IpFamily::IPv6 } else { IpFamily::IPv4 }).collect()),
+        ip_families: input.families.map(|f| {
+            f.into_iter()
+                .map(|v6| if v6 { IpFamily::IPv6 } else { IpFamily::IPv4 })
+                .collect()
+        }),
     };
     let mut object = members(&input.extra);
     object.insert("apiVersion".into(), json!("v1"));
@@ -67,7 +69,11 @@ fuzz_target!(|input: Input| {
         SpecShape::Empty => {
             object.insert("spec".into(), json!({}));
         }
-        SpecShape::Full { cluster_ip, families, extra } => {
+        SpecShape::Full {
+            cluster_ip,
+            families,
+            extra,
+        } => {
             let mut spec = members(&extra);
             if let Some(ip) = cluster_ip {
                 spec.insert("clusterIP".into(), json!(ip));

@@ -46,12 +46,20 @@ pub fn check_review(body: &[u8], policy: &Policy, cluster: &Cluster) {
             .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {:?}", answer.body));
         let response = &out["response"];
         assert_eq!(out["kind"], "AdmissionReview", "{out}");
-        assert_eq!(response["uid"].as_str(), Some(answer.summary.uid.as_str()), "{out}");
+        assert_eq!(
+            response["uid"].as_str(),
+            Some(answer.summary.uid.as_str()),
+            "{out}"
+        );
         assert!(response["allowed"].is_boolean(), "{out}");
         let Some(patch) = response["patch"].as_str() else {
             continue;
         };
-        assert_eq!(endpoint, Endpoint::mutate, "validate returned a patch: {out}");
+        assert_eq!(
+            endpoint,
+            Endpoint::mutate,
+            "validate returned a patch: {out}"
+        );
         assert_eq!(response["patchType"], "JSONPatch", "{out}");
         let ops = BASE64
             .decode(patch)
@@ -101,7 +109,11 @@ pub fn check_patch(mutation: &Mutation, object: &Value) -> Value {
         Err(_) => return object.clone(), // not a Service: admission refuses it before patching
     };
     let ops = patch::build(mutation, service.spec.is_some());
-    assert_eq!(ops.0.is_empty(), mutation.is_empty(), "{mutation:?}: {ops:?}");
+    assert_eq!(
+        ops.0.is_empty(),
+        mutation.is_empty(),
+        "{mutation:?}: {ops:?}"
+    );
     let mut doc = object.clone();
     json_patch::patch(&mut doc, &ops)
         .unwrap_or_else(|e| panic!("patch does not apply ({e}): {ops:?} to {object}"));
@@ -113,7 +125,10 @@ pub fn check_patch(mutation: &Mutation, object: &Value) -> Value {
     } else {
         assert_eq!(patched.spec.as_ref(), Some(&want), "{ops:?} on {object}");
     }
-    assert_eq!(patched.metadata, service.metadata, "metadata changed: {ops:?}");
+    assert_eq!(
+        patched.metadata, service.metadata,
+        "metadata changed: {ops:?}"
+    );
     // Members the webhook does not model survive.
     if let (Some(before), Some(after)) = (object.as_object(), doc.as_object()) {
         for (k, v) in before {
