@@ -219,11 +219,9 @@ proptest! {
 /// Found while fuzzing review decoding: serde's derived `Deserialize` accepts a JSON array for a
 /// struct, so `request.object = [metadata, spec]` decodes as a Service and `/mutate` answers with
 /// a patch on `/spec/...`, which cannot apply to an array (the API server then fails the request
-/// as a webhook error). The API server never sends this; the fix belongs in `admission.rs`
-/// (refuse a `request.object` that is not a JSON object with a 400, like any other malformed
-/// object). Un-ignore once fixed.
+/// as a webhook error). The API server never sends this; it is refused with a 400 like any other
+/// malformed object.
 #[test]
-#[ignore = "open: admission decodes a JSON array as request.object (owner: admission.rs)"]
 fn an_array_as_request_object_is_not_a_service() {
     let policy = Policy::from_yaml(EXAMPLE_POLICY).unwrap();
     let cluster = Cluster::with_cidrs(Some(ServiceCidrs::parse(CLUSTERS[2]).unwrap()));
