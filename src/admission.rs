@@ -107,10 +107,35 @@ trait ObjectIn: Sized {
     ) -> Result<Option<Service>, ReviewError>;
 }
 
+/// A Service decoded in the envelope's pass, from a JSON object only: serde would also read a
+/// struct from an array (fields in order), and such a body must take the slow path, whose checks
+/// decide what to answer.
+struct ServiceObject(Service);
+
+impl<'de> Deserialize<'de> for ServiceObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ServiceObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Service object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let map = serde::de::value::MapAccessDeserializer::new(map);
+                Service::deserialize(map).map(ServiceObject)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Decoded already, in the same pass as the envelope.
-impl ObjectIn for Service {
+impl ObjectIn for ServiceObject {
     fn into_service(object: Option<Self>, _: &'static str) -> Result<Option<Service>, ReviewError> {
-        Ok(object)
+        Ok(object.map(|o| o.0))
     }
 }
 
@@ -206,7 +231,7 @@ pub fn review(
     // policy does not read, such as managedFields and annotations, is skipped without allocating).
     // Anything it cannot decode goes the slow path below, which keeps the objects as raw JSON and
     // decodes them afterwards, exactly as before: same answers, same errors, for any body.
-    if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, Service>>(body) {
+    if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, ServiceObject>>(body) {
         return answer(endpoint, review, policy, cluster);
     }
     let review: ReviewIn<'_, &RawValue> =
