@@ -4,8 +4,9 @@ BIN := target/release/dualstack-webhook
 
 .PHONY: test lint unit fixtures release run clean
 
-## test: lint, unit/property/router/TLS tests, curl fixtures (and e2e, once merged)
-test: lint unit fixtures
+## test: lint, unit/property/router/TLS/hostile/fault tests, curl fixtures, a short fuzz run, the
+## dependency policy, and end-to-end tests against a real kube-apiserver
+test: lint unit fixtures fuzz-smoke deny e2e
 
 ## lint: formatting and clippy with warnings as errors
 lint:
@@ -30,3 +31,9 @@ run:
 
 clean:
 	$(CARGO) clean
+
+# fuzz-smoke, fuzz, deny: cargo-fuzz targets and the dependency policy (deny.toml).
+include tests/reliability.mk
+
+# e2e, bench-e2e: a real kube-apiserver v1.37.2 and etcd built from Go modules (tests/apiserver).
+include tests/e2e/e2e.mk

@@ -1,7 +1,7 @@
 //! The admin listener (plain HTTP, its own port): `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,19 +10,49 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-/// Ready once certificates and policy are loaded (and, later, the cluster watches have listed).
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Ready once certificates and policy are loaded and every latch (e.g. each cluster watch's first
+/// complete list) is released.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    started: Arc<AtomicBool>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// One thing readiness waits for; released once.
+#[derive(Debug)]
+pub struct Latch(Arc<AtomicUsize>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            started: Arc::new(AtomicBool::new(false)),
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
 
 impl Readiness {
-    /// Marks the webhook ready.
+    /// Marks start-up (certificates, policy, listeners) done.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.started.store(true, Ordering::Release);
+    }
+
+    /// A latch that readiness waits for until it is released.
+    pub fn latch(&self) -> Latch {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        Latch(self.pending.clone())
     }
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.started.load(Ordering::Acquire) && self.pending.load(Ordering::Acquire) == 0
+    }
+}
+
+impl Latch {
+    /// Releases the latch.
+    pub fn release(self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -64,5 +94,23 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_after_start_up_and_every_latch() {
+        let r = Readiness::default();
+        let (a, b) = (r.latch(), r.latch());
+        assert!(!r.is_ready());
+        r.set_ready();
+        assert!(!r.is_ready());
+        a.release();
+        assert!(!r.is_ready());
+        b.release();
+        assert!(r.is_ready());
     }
 }

@@ -149,6 +149,12 @@ impl ObjectIn for &RawValue {
         match object {
             None => Ok(None),
             Some(raw) if raw.get() == "null" => Ok(None),
+            // serde reads a JSON array as a struct (fields in order); only an object is a Service, and a
+            // patch for `/spec/...` could never apply to anything else.
+            Some(raw) if !raw.get().starts_with('{') => Err(ReviewError::Object(
+                field,
+                serde::de::Error::custom("expected a JSON object"),
+            )),
             Some(raw) => serde_json::from_str(raw.get())
                 .map(Some)
                 .map_err(|e| ReviewError::Object(field, e)),

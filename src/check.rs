@@ -1,5 +1,6 @@
 //! `check`: judge Service manifests offline, as the cluster would (mutate, the API server's own
-//! defaulting and allocation when the service CIDRs are known, then validate).
+//! defaulting and allocation when the service CIDRs are known, then validate). `audit` judges the
+//! Services a cluster already stores the same way, from the validate step on.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use crate::service::{Labels, Service};
 /// The verdict for one Service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
-    /// The manifest file.
+    /// The manifest file (`check`) or `cluster` (`audit`).
     pub file: String,
     /// Namespace (`default` when the manifest has none).
     pub namespace: String,
@@ -27,6 +28,8 @@ pub struct Row {
     pub policy: String,
     /// `ipFamilies` after the webhook and the API server.
     pub families: Vec<String>,
+    /// `clusterIPs` (known for stored Services and with `--service-cidrs`).
+    pub cluster_ips: Vec<String>,
     /// `ok`, `exempt`, `deny`, `warn`, `audit`, `grandfathered` or `refused` (by the API server).
     pub verdict: &'static str,
     /// The rules concerned.
@@ -131,31 +134,12 @@ fn read_objects(
 }
 
 fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
-    let namespace = if svc.metadata.namespace.is_empty() {
-        "default"
-    } else {
-        &svc.metadata.namespace
-    }
-    .to_owned();
-    let mut row = Row {
-        file: file.to_owned(),
-        namespace: namespace.clone(),
-        name: svc.metadata.name.clone(),
-        type_: svc
-            .spec()
-            .type_
-            .clone()
-            .unwrap_or_else(|| "ClusterIP".into()),
-        policy: String::new(),
-        families: Vec::new(),
-        verdict: "ok",
-        rules: Vec::new(),
-        message: String::new(),
-    };
-    if policy.is_exempt(&namespace) {
+    let mut row = Row::new(file, svc);
+    if policy.is_exempt(&row.namespace) {
         row.verdict = "exempt";
         return row;
     }
+    let namespace = row.namespace.clone();
     let req = Request {
         operation: Operation::Create,
         namespace: &namespace,
@@ -181,11 +165,36 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
         },
         None => spec,
     });
+    judge_stored(policy, cluster, &mut row, &stored);
+    row
+}
+
+/// Judges a stored (final, allocated) Service as `/validate` would judge its creation: every matching
+/// rule applies, nothing is grandfathered. `audit` uses this for the Services a cluster already has.
+pub fn judge_stored_service(
+    policy: &Policy,
+    cluster: &Cluster,
+    source: &str,
+    stored: &Service,
+) -> Row {
+    let mut row = Row::new(source, stored);
+    if policy.is_exempt(&row.namespace) {
+        row.verdict = "exempt";
+        return row;
+    }
+    judge_stored(policy, cluster, &mut row, stored);
+    row
+}
+
+fn judge_stored(policy: &Policy, cluster: &Cluster, row: &mut Row, stored: &Service) {
     row.policy = stored.spec().ip_family_policy.clone().unwrap_or_default();
     row.families = stored.spec().ip_families.clone().unwrap_or_default();
+    row.cluster_ips = stored.spec().cluster_ips.clone().unwrap_or_default();
     let req = Request {
-        object: Some(&stored),
-        ..req
+        operation: Operation::Create,
+        namespace: &row.namespace,
+        object: Some(stored),
+        old_object: None,
     };
     let judged = engine::validate(policy, cluster, &req);
     row.rules = judged.findings.iter().map(|f| f.rule.clone()).collect();
@@ -200,7 +209,31 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
         row.verdict = "audit";
         row.message = format!("rule {:?}: {}", f.rule, f.violation.short());
     }
-    row
+}
+
+impl Row {
+    fn new(source: &str, svc: &Service) -> Self {
+        let namespace = match svc.metadata.namespace.as_str() {
+            "" => "default",
+            ns => ns,
+        };
+        Self {
+            file: source.to_owned(),
+            namespace: namespace.to_owned(),
+            name: svc.metadata.name.clone(),
+            type_: svc
+                .spec()
+                .type_
+                .clone()
+                .unwrap_or_else(|| "ClusterIP".into()),
+            policy: String::new(),
+            families: Vec::new(),
+            cluster_ips: Vec::new(),
+            verdict: "ok",
+            rules: Vec::new(),
+            message: String::new(),
+        }
+    }
 }
 
 /// Whether any row fails the check (a Deny violation or an API server refusal).
@@ -217,11 +250,12 @@ pub fn table(rows: &[Row]) -> String {
         "TYPE",
         "POLICY",
         "FAMILIES",
+        "CLUSTER-IPS",
         "VERDICT",
         "RULES",
         "MESSAGE",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             [
@@ -230,6 +264,7 @@ pub fn table(rows: &[Row]) -> String {
                 r.type_.clone(),
                 r.policy.clone(),
                 r.families.join(","),
+                r.cluster_ips.join(","),
                 r.verdict.to_owned(),
                 r.rules.join(","),
                 r.message.clone(),

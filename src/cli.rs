@@ -17,14 +17,14 @@ use tracing::info;
 use crate::admin::{self, Readiness};
 use crate::cluster::Cluster;
 use crate::config::{
-    CertsArgs, CheckArgs, Cli, Command, EndpointArg, OutputFormat, ReviewArgs, ServeArgs,
+    AuditArgs, CertsArgs, CheckArgs, Cli, Command, EndpointArg, OutputFormat, ReviewArgs, ServeArgs,
 };
 use crate::metrics::{Endpoint, Metrics};
 use crate::policy::Policy;
 use crate::reload::{load_policy, watch_policy};
 use crate::routes::{self, AppState};
 use crate::server::{self, ServerOptions};
-use crate::{admission, certs, check, shutdown, telemetry, tls};
+use crate::{admission, audit, certs, check, cluster_info, shutdown, telemetry, tls};
 
 /// The example policy, embedded for `serve --dev`.
 pub const EXAMPLE_POLICY: &str = include_str!("../manifests/policy.yaml");
@@ -36,6 +36,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Review(args) => review(args),
         Command::Certs(args) => certs_cmd(args),
         Command::Check(args) => check_cmd(args),
+        Command::Audit(args) => audit_cmd(args),
     };
     match result {
         Ok(code) => code,
@@ -69,6 +70,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         admin_listen,
         client_ca,
         log_format,
+        watch_cluster,
         reload_interval,
     } = args;
     telemetry::init(log_format);
@@ -122,6 +124,21 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     let readiness = Readiness::default();
     let token = stop.child_token();
     shutdown::on_signal(token.clone());
+    if watch_cluster {
+        let client = kube::Client::try_default()
+            .await
+            .context("--watch-cluster: no usable kubeconfig or in-cluster configuration")?;
+        let static_cidrs = cluster.load().service_cidrs.is_some();
+        cluster_info::spawn(
+            client,
+            static_cidrs,
+            cluster.clone(),
+            readiness.latch(),
+            readiness.latch(),
+            metrics.clone(),
+            token.clone(),
+        );
+    }
 
     let every = Duration::from_secs(reload_interval.max(1));
     tokio::spawn(tls::watch_certificates(
@@ -215,14 +232,39 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = load_policy(&args.policy)?;
     let cluster = Cluster::with_cidrs(args.cluster.service_cidrs);
     let rows = check::check(&policy, &cluster, &args.paths)?;
-    let text = match args.output {
-        OutputFormat::Table => check::table(&rows),
-        OutputFormat::Json => serde_json::to_string_pretty(&rows).context("encode rows")? + "\n",
-    };
-    print!("{text}");
+    print_rows(&rows, args.output)?;
     Ok(if check::failed(&rows) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let (policy, _) = load_policy(&args.policy)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let rows = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("no usable kubeconfig or in-cluster configuration")?;
+        anyhow::Ok(audit::audit(client, &policy, args.cluster.service_cidrs).await?)
+    })?;
+    print_rows(&rows, args.output)?;
+    Ok(if check::failed(&rows) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_rows(rows: &[check::Row], output: OutputFormat) -> anyhow::Result<()> {
+    let text = match output {
+        OutputFormat::Table => check::table(rows),
+        OutputFormat::Json => serde_json::to_string_pretty(rows).context("encode rows")? + "\n",
+    };
+    print!("{text}");
+    Ok(())
 }

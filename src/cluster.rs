@@ -40,6 +40,9 @@ pub struct Cluster {
     pub namespaces: HashMap<String, Labels>,
 }
 
+/// The ServiceCIDR object that mirrors the API server's `--service-cluster-ip-range` (rules §7).
+pub const DEFAULT_SERVICE_CIDR: &str = "kubernetes";
+
 /// The label every namespace carries since Kubernetes 1.21.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -70,6 +73,34 @@ impl ServiceCidrs {
         Self::new(nets)
     }
 
+    /// Folds ServiceCIDR objects (name → `spec.cidrs`) as rules §7 says: the object named
+    /// `kubernetes` mirrors `--service-cluster-ip-range` and is authoritative for the families and the
+    /// primary (its first CIDR); other objects extend the ranges of those families. `None` without a
+    /// usable `kubernetes` object: then no cluster assumptions are made.
+    pub fn from_service_cidr_objects(
+        objects: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Option<Self> {
+        let parse = |list: &Vec<String>| -> Vec<IpNet> {
+            list.iter().filter_map(|c| c.parse().ok()).collect()
+        };
+        let default = parse(objects.get(DEFAULT_SERVICE_CIDR)?);
+        let primary = IpFamily::of(&default.first()?.addr());
+        let families: Vec<IpFamily> = default.iter().map(|n| IpFamily::of(&n.addr())).collect();
+        let mut nets: Vec<IpNet> = default.iter().map(IpNet::trunc).collect();
+        for (name, list) in objects {
+            if name == DEFAULT_SERVICE_CIDR {
+                continue;
+            }
+            for net in parse(list) {
+                let net = net.trunc();
+                if families.contains(&IpFamily::of(&net.addr())) && !nets.contains(&net) {
+                    nets.push(net);
+                }
+            }
+        }
+        Some(Self { primary, nets })
+    }
+
     /// The family of the first range: what the API server defaults to (R3.15).
     pub fn primary(&self) -> IpFamily {
         self.primary
@@ -94,7 +125,18 @@ impl ServiceCidrs {
         out
     }
 
-    /// The range of a family, for messages.
+    /// The ranges of a family, comma-separated, for messages.
+    pub fn ranges_of(&self, family: IpFamily) -> String {
+        let ranges: Vec<String> = self
+            .nets
+            .iter()
+            .filter(|n| IpFamily::of(&n.addr()) == family)
+            .map(ToString::to_string)
+            .collect();
+        ranges.join(",")
+    }
+
+    /// The first range of a family.
     pub fn range_of(&self, family: IpFamily) -> Option<&IpNet> {
         self.nets.iter().find(|n| IpFamily::of(&n.addr()) == family)
     }
@@ -186,6 +228,43 @@ mod tests {
         assert!(c.contains(&ip("fd00::ff")));
         assert!(!c.contains(&ip("fd00::")));
         assert!(!c.contains(&ip("fd00::100")));
+    }
+
+    #[test]
+    fn service_cidr_objects_fold_as_rules_7_says() {
+        let objs = |pairs: &[(&str, &[&str])]| -> std::collections::BTreeMap<String, Vec<String>> {
+            pairs
+                .iter()
+                .map(|(n, c)| ((*n).to_owned(), c.iter().map(|s| (*s).to_owned()).collect()))
+                .collect()
+        };
+        // No default object: no assumptions.
+        assert_eq!(
+            ServiceCidrs::from_service_cidr_objects(&objs(&[("extra", &["10.0.0.0/24"])])),
+            None
+        );
+        let c = ServiceCidrs::from_service_cidr_objects(&objs(&[
+            ("kubernetes", &["fd00:10:96::/112", "10.96.0.0/16"]),
+            ("extra-v4", &["10.97.0.0/24"]),
+            ("only-v6", &["fd00:99::/120"]),
+        ]))
+        .unwrap();
+        assert_eq!(c.primary(), IpFamily::IPv6);
+        assert!(c.is_dual());
+        assert!(
+            c.contains(&ip("10.97.0.5")),
+            "extra ranges of a configured family count"
+        );
+        assert!(c.contains(&ip("fd00:99::5")));
+        assert_eq!(c.ranges_of(IpFamily::IPv4), "10.96.0.0/16,10.97.0.0/24");
+        // A family only in a non-default object is not usable (rules §7).
+        let v4 = ServiceCidrs::from_service_cidr_objects(&objs(&[
+            ("kubernetes", &["10.96.0.0/16"]),
+            ("v6", &["fd00::/64"]),
+        ]))
+        .unwrap();
+        assert!(!v4.is_dual());
+        assert!(!v4.contains(&ip("fd00::1")));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Judge Service manifests offline (exit 1 when a Deny rule is violated).
     Check(CheckArgs),
+    /// Judge every Service of a cluster (KUBECONFIG or in-cluster) as /validate would (exit 1 on Deny).
+    Audit(AuditArgs),
 }
 
 /// `serve`.
@@ -60,6 +62,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "DUALSTACK_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+    /// Watch the cluster (KUBECONFIG or in-cluster config): ServiceCIDR objects for the service ranges
+    /// (unless --service-cidrs is given, which wins) and Namespace labels for namespaceSelector rules.
+    /// /readyz waits for the first complete list of each.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_WATCH_CLUSTER")]
+    pub watch_cluster: bool,
     /// Seconds between checks of the certificate and policy files for changes.
     #[arg(long, env = "DUALSTACK_WEBHOOK_RELOAD_INTERVAL", default_value_t = 2)]
     pub reload_interval: u64,
@@ -117,6 +124,20 @@ pub struct CheckArgs {
     /// YAML files (multi-document) or directories of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// What the webhook knows of the cluster (without --service-cidrs: the cluster's ServiceCIDRs).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// `--log-format`.

@@ -14,10 +14,12 @@
 pub mod admin;
 pub mod admission;
 pub mod apiserver;
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_info;
 pub mod config;
 pub mod engine;
 pub mod metrics;

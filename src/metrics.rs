@@ -87,6 +87,23 @@ pub enum ReloadResult {
     failure,
 }
 
+/// A cluster watch.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum WatchResource {
+    /// `networking.k8s.io/v1` ServiceCIDRs.
+    servicecidrs,
+    /// Namespaces.
+    namespaces,
+}
+
+/// Labels of `dualstack_webhook_watch_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// The watch.
+    pub resource: WatchResource,
+}
+
 /// The webhook's metric families. Cheap to clone: every family is reference-counted.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -95,6 +112,7 @@ pub struct Metrics {
     policy_reloads: Family<ReloadLabels, Counter>,
     certificate_reloads: Family<ReloadLabels, Counter>,
     tls_handshake_failures: Counter,
+    watch_errors: Family<WatchLabels, Counter>,
 }
 
 // === impl Metrics ===
@@ -136,7 +154,14 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let watch_errors = Family::default();
+        reg.register(
+            "watch_errors",
+            "Cluster watch errors (the watch retries with backoff and keeps the last snapshot)",
+            watch_errors.clone(),
+        );
         Self {
+            watch_errors,
             reviews,
             review_duration,
             policy_reloads,
@@ -180,6 +205,13 @@ impl Metrics {
     pub fn certificate_reload(&self, result: ReloadResult) {
         self.certificate_reloads
             .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// Counts a cluster watch error.
+    pub fn watch_error(&self, resource: WatchResource) {
+        self.watch_errors
+            .get_or_create(&WatchLabels { resource })
             .inc();
     }
 

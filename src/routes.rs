@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tokio::sync::Semaphore;
 use tracing::{Level, debug, info, warn};
 
 use crate::admission::{self, Answer};
@@ -30,6 +31,16 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// server's). The API server sends a review in one write; 10 s matches its default webhook timeout.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many reviews may be read and answered at once, across all connections. Each may buffer up to
+/// [`MAX_BODY_BYTES`], so this bounds the webhook's memory (64 × 8 MiB) whatever clients do; more
+/// wait for a slot (within [`SLOT_WAIT`], then 503). A decision takes microseconds, so 64 is far
+/// above what a healthy API server needs.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// How long a review waits for one of the [`MAX_IN_FLIGHT`] slots before it is answered 503: well
+/// inside the API server's webhook timeout, so it can retry or apply `failurePolicy` in time.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// What the handlers read: the live policy and cluster snapshot, swapped atomically on reload.
 #[derive(Clone)]
 pub struct AppState {
@@ -41,20 +52,45 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
+#[derive(Clone)]
+struct Shared {
+    state: AppState,
+    in_flight: Arc<Semaphore>,
+}
+
 /// The webhook's router.
 pub fn router(state: AppState) -> Router {
+    let shared = Shared {
+        state,
+        in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+    };
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
-        .with_state(state)
+        .with_state(shared)
 }
 
-async fn mutate(State(state): State<AppState>, body: Body) -> Response {
-    answer(&state, Endpoint::mutate, body).await
+async fn mutate(State(shared): State<Shared>, body: Body) -> Response {
+    limited(&shared, Endpoint::mutate, body).await
 }
 
-async fn validate(State(state): State<AppState>, body: Body) -> Response {
-    answer(&state, Endpoint::validate, body).await
+async fn validate(State(shared): State<Shared>, body: Body) -> Response {
+    limited(&shared, Endpoint::validate, body).await
+}
+
+/// Holds one of the [`MAX_IN_FLIGHT`] slots while the body is read and answered.
+async fn limited(shared: &Shared, endpoint: Endpoint, body: Body) -> Response {
+    let slot = tokio::time::timeout(SLOT_WAIT, shared.in_flight.acquire()).await;
+    let Ok(Ok(_slot)) = slot else {
+        let reason = format!("more than {MAX_IN_FLIGHT} reviews in flight; retry");
+        return refuse(
+            &shared.state,
+            endpoint,
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+        );
+    };
+    answer(&shared.state, endpoint, body).await
 }
 
 async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {

@@ -38,19 +38,32 @@ pub struct ServerOptions {
     /// How long in-flight requests may run after shutdown before their connections are closed.
     /// Kubernetes sends SIGKILL 30 s after SIGTERM by default, so this leaves a margin.
     pub drain_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged (`None`: never). A peer that stops reading, or
+    /// vanishes without a FIN, otherwise holds its connection, task and buffered answers forever,
+    /// and holds up a drain until `drain_timeout`.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed.
+    pub http2_keep_alive_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     /// 10 s, 10 s and 25 s: kube-apiserver's default webhook timeout is 10 s, so a client that
-    /// needs longer to say anything is not a healthy API server.
+    /// needs longer to say anything is not a healthy API server. HTTP/2 pings every 20 s with
+    /// 20 s to answer: Go's HTTP/2 client (kube-apiserver's) answers pings on its own, so only a
+    /// stuck or vanished peer is cut off, within 40 s.
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(25),
+            http2_keep_alive_interval: Some(Duration::from_secs(20)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }
+
+/// The most HTTP/2 streams one connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 200;
 
 /// How long to pause accepting after a resource error such as EMFILE: the listener stays
 /// readable, so retrying at once would spin on the same error.
@@ -145,7 +158,13 @@ impl HttpBuilders {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout);
-        http.http2().timer(TokioTimer::new());
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(options.http2_keep_alive_interval)
+            .keep_alive_timeout(options.http2_keep_alive_timeout)
+            // hyper's default, made explicit: the most requests one connection may have in flight
+            // (each may buffer up to the body limit). Streams past it are refused, not queued.
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         Self {
             http1: http.clone().http1_only(),
             http2: http.http2_only(),

@@ -306,3 +306,44 @@ async fn a_body_that_never_arrives_gets_408() {
     let res = routes::router(s).oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reviews_in_flight_are_bounded() {
+    use dualstack_webhook::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
+    let (s, _) = state(policy(""));
+    let app = routes::router(s);
+    // Fill every slot with a body that never arrives.
+    let mut stalled = Vec::new();
+    for _ in 0..MAX_IN_FLIGHT {
+        let never = futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/mutate")
+            .body(Body::from_stream(never))
+            .unwrap();
+        stalled.push(tokio::spawn(app.clone().oneshot(req)));
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await; // let every stalled request take its slot
+    }
+    // One more waits for a slot, then is told to retry; the stalled ones end at their body deadline.
+    let started = tokio::time::Instant::now();
+    let (status, _, text) =
+        post(app.clone(), "/mutate", review(json!({"type": "ClusterIP"}))).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(started.elapsed() >= SLOT_WAIT);
+    for s in stalled {
+        assert_eq!(
+            s.await.unwrap().unwrap().status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+    }
+    // With the slots free again, reviews are answered.
+    let (status, _, _) = post(app, "/mutate", review(json!({"type": "ClusterIP"}))).await;
+    assert_eq!(status, StatusCode::OK);
+}

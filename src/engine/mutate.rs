@@ -122,10 +122,21 @@ pub(super) fn update(
         return upgrade;
     }
     let mut decision = Decision::default();
+    restore_dropped_fields(spec, old_spec, cidrs, &mut decision);
+    warn_type_change_unfreezes(spec, old_spec, cidrs, &mut decision);
+    decision
+}
+
+/// §6: a PUT that omits ipFamilies or ipFamilyPolicy is "not matching" for the PreferDualStack freeze
+/// (R3.5), so R3.16 would quietly add a family. Restoring them keeps the stored values (R3.6 inherits
+/// the policy anyway; families are otherwise re-inferred from clusterIPs, R3.3, R3.10).
+fn restore_dropped_fields(
+    spec: &ServiceSpec,
+    old_spec: &ServiceSpec,
+    cidrs: Option<&ServiceCidrs>,
+    decision: &mut Decision,
+) {
     let m = &mut decision.mutation;
-    // §6: a PUT that omits ipFamilies or ipFamilyPolicy is "not matching" for the PreferDualStack freeze
-    // (R3.5), so R3.16 would quietly add a family. Restoring them keeps the stored values (R3.6 inherits
-    // the policy anyway; families are otherwise re-inferred from clusterIPs, R3.3, R3.10).
     let same_headlessness =
         spec.is_headless() == old_spec.is_headless() || spec.cluster_ip().is_none();
     // Families are restored only where the cluster still has them (R3.14), except for headless
@@ -152,8 +163,6 @@ pub(super) fn update(
         ));
         m.ip_family_policy = Some(p);
     }
-    warn_type_change_unfreezes(spec, old_spec, cidrs, &mut decision);
-    decision
 }
 
 /// R3.5: the PreferDualStack freeze holds only while the type is unchanged. A type change of a
@@ -399,10 +408,7 @@ fn preflight(
                 return Some(Rejection::IpFamilyNotConfigured { index, ip: *ip });
             }
             if !cidrs.contains(ip) {
-                let range = cidrs
-                    .range_of(IpFamily::of(ip))
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let range = cidrs.ranges_of(IpFamily::of(ip));
                 return Some(Rejection::NotInRange {
                     index,
                     ip: *ip,

@@ -8,9 +8,16 @@ die() { log "error: $*"; exit 1; }
 # free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
 # (Racy by nature, like any "pick a free port" helper; good enough on loopback.)
 free_port() {
-  local p i
+  local p i lo=20000 hi=60000 eph
+  # A port in the kernel's ephemeral range can be taken at any moment as the local end of an
+  # outgoing connection (clients, apiserver -> etcd, apiserver -> webhooks), so "free now" does
+  # not last until the server binds it (seen in the e2e runs: "bind: address already in use").
+  # Pick below that range when there is room.
+  if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph > 12000)); then
+    lo=10000 hi=$eph
+  fi
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((lo + RANDOM % (hi - lo)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

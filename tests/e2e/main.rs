@@ -1,0 +1,31 @@
+//! End-to-end tests against a real kube-apiserver (k8s.io/kubernetes v1.37.2) and etcd from
+//! `tests/apiserver`, with the release webhook registered through `manifests/webhooks.yaml`.
+//!
+//! Every test is `#[ignore]`d: plain `cargo test` has no API server. `make e2e` (the driver,
+//! `tests/e2e/run.sh`) starts the harness and the webhook, registers the configurations and runs
+//! `--ignored`. Tests cite the rules of `k8s-service-rules.md` (R-numbers) they rely on.
+//!
+//! # Layout
+//! - [`support`]: environment, client, builders, rendered configurations, processes, waits.
+//! - [`setup`]: the driver's step that registers the main configurations (not a test of its own).
+//! - [`defaults`], [`pinned`], [`types`], [`actions`], [`updates`]: the main harness (dual-stack,
+//!   IPv4 primary) and the driver's webhook; each test has its own namespace or Service names.
+//! - [`upgrade`]: the PreferDualStack lesson on its own IPv4-only harness, restarted dual-stack.
+//! - [`variants`]: the policy on an IPv6-primary dual-stack harness of its own.
+//! - [`failure`]: webhook down under Fail and Ignore, certificate rotation; an isolated webhook.
+//! - [`manifests`]: every object in `manifests/` passes server-side dry-run.
+//! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod actions;
+mod bench;
+mod defaults;
+mod failure;
+mod manifests;
+mod pinned;
+mod setup;
+mod support;
+mod types;
+mod updates;
+mod upgrade;
+mod variants;

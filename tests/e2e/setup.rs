@@ -1,0 +1,42 @@
+//! The driver's registration step: `run.sh` calls this one (by exact name) before the suite, and
+//! skips it in the suite itself. Kept in Rust so that the driver and the tests render
+//! `manifests/webhooks.yaml` the same way.
+
+use kube::api::PostParams;
+use serde_json::json;
+
+use crate::support::{self, Render};
+
+/// Registers the main Mutating and Validating configurations for the driver's webhook and waits
+/// until the API server calls both.
+#[tokio::test]
+#[ignore = "driver step of tests/e2e/run.sh"]
+async fn register_webhooks() {
+    let client = support::client().await;
+    let ca =
+        std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS"))).unwrap();
+    let failure_policy = std::env::var("E2E_FAILURE_POLICY").ok();
+    support::apply_webhooks(
+        &client,
+        &Render {
+            name: "dualstack-webhook",
+            base_url: &support::env("E2E_WEBHOOK_URL"),
+            ca_pem: &ca,
+            failure_policy: failure_policy.as_deref(),
+            only_namespace: None,
+        },
+    )
+    .await;
+    support::wait_mutating(&client, "e2e-probe", "PreferDualStack").await;
+    // /validate: a dry-run single-stack Service in the Deny namespace is refused.
+    let api = support::namespace(&client, "e2e-deny").await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    support::eventually("/validate called for e2e-deny", || async {
+        let svc = support::service("probe", json!({"ipFamilyPolicy": "SingleStack"}));
+        api.create(&dry, &svc).await.is_err().then_some(())
+    })
+    .await;
+}

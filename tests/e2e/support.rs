@@ -1,0 +1,594 @@
+//! What every e2e test needs: the driver's environment, a kube client, Service builders, the
+//! rendered webhook configurations, webhook processes and harnesses the tests start themselves, and
+//! small bounded-wait helpers.
+//!
+//! Everything that could hang is bounded ([`eventually`], the harness's READY_TIMEOUT, socket
+//! timeouts); every process a test starts is stopped by a guard's `Drop` and is also recorded in
+//! `$E2E_WORKDIR/pids/`, so the driver's trap can stop it if the test binary itself dies.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+
+/// Field manager for everything the tests write.
+pub(crate) const MANAGER: &str = "dualstack-webhook-e2e";
+/// The dual-stack, IPv4-primary ranges of the main harness (the driver's default).
+pub(crate) const V4_RANGE: &str = "10.96.0.0/16";
+/// The IPv6 range of the main harness.
+pub(crate) const V6_RANGE: &str = "fd00:10:96::/112";
+/// Upper bound for every "wait until" in the tests.
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
+
+// === environment ===
+
+/// Reads a variable the driver (`tests/e2e/run.sh`) exports; a clear panic otherwise.
+pub(crate) fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the e2e tests through tests/e2e/run.sh (make e2e)")
+    })
+}
+
+/// The driver's work directory (per run, deleted by the driver).
+pub(crate) fn workdir() -> PathBuf {
+    PathBuf::from(env("E2E_WORKDIR"))
+}
+
+/// The repository's `manifests/` directory.
+pub(crate) fn manifests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
+}
+
+/// The policy of the driver's webhook (`tests/e2e/policy.yaml`).
+pub(crate) fn main_policy() -> PathBuf {
+    PathBuf::from(env("E2E_POLICY"))
+}
+
+/// `tests/e2e/policy-isolated.yaml`: defaults only, for the failure-mode tests' own webhooks.
+pub(crate) fn isolated_policy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/policy-isolated.yaml")
+}
+
+/// `tests/apiserver` (start.sh, stop.sh, restart-apiserver.sh).
+pub(crate) fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apiserver")
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    // kube's rustls client and the webhook library agree on ring; exactly one provider per process.
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A kube client for the main harness.
+pub(crate) async fn client() -> Client {
+    client_for(Path::new(&env("E2E_KUBECONFIG"))).await
+}
+
+/// A kube client for the harness whose kubeconfig is at `path`.
+pub(crate) async fn client_for(path: &Path) -> Client {
+    install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(path).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("kube client")
+}
+
+/// Creates the namespace if it does not exist yet and returns an `Api<Service>` in it.
+pub(crate) async fn namespace(client: &Client, name: &str) -> Api<Service> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("create namespace {name}: {error}"),
+    }
+    Api::namespaced(client.clone(), name)
+}
+
+// === Services ===
+
+/// A ClusterIP Service with a selector and one port; `spec` is merged over that.
+pub(crate) fn service(name: &str, spec: Value) -> Service {
+    let mut base = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"e2e": "true"}},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80}]},
+    });
+    merge(&mut base["spec"], spec);
+    serde_json::from_value(base).expect("service json")
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    b.remove(&k);
+                } else {
+                    merge(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Creates a Service and returns what the API server stored.
+pub(crate) async fn create(api: &Api<Service>, svc: &Service) -> Service {
+    api.create(&PostParams::default(), svc)
+        .await
+        .unwrap_or_else(|e| panic!("create {:?}: {e}", svc.metadata.name))
+}
+
+/// Creates a Service that must be refused; returns the API server's status.
+pub(crate) async fn create_refused(api: &Api<Service>, svc: &Service) -> kube::core::Status {
+    match api.create(&PostParams::default(), svc).await {
+        Ok(s) => panic!("{:?} was accepted: {:?}", svc.metadata.name, s.spec),
+        Err(kube::Error::Api(status)) => *status,
+        Err(e) => panic!("create {:?}: unexpected error {e}", svc.metadata.name),
+    }
+}
+
+/// A JSON merge patch.
+pub(crate) async fn merge_patch(api: &Api<Service>, name: &str, patch: Value) -> Service {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patch {name}: {e}"))
+}
+
+/// The dual-stack fields of a stored Service: (policy, families, clusterIP, clusterIPs).
+pub(crate) fn stack(svc: &Service) -> (Option<String>, Vec<String>, Option<String>, Vec<String>) {
+    let spec = svc.spec.clone().unwrap_or_default();
+    (
+        spec.ip_family_policy,
+        spec.ip_families.unwrap_or_default(),
+        spec.cluster_ip,
+        spec.cluster_ips.unwrap_or_default(),
+    )
+}
+
+/// The `ipFamilyPolicy` of a stored Service.
+pub(crate) fn policy_of(svc: &Service) -> String {
+    stack(svc).0.unwrap_or_default()
+}
+
+/// `["IPv6", "IPv4"]` from `&["IPv6", "IPv4"]`.
+pub(crate) fn fams(f: &[&str]) -> Vec<String> {
+    f.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Whether `ip` is inside `cidr` (both parsed with ipnet).
+pub(crate) fn in_range(ip: &str, cidr: &str) -> bool {
+    let net: ipnet::IpNet = cidr.parse().unwrap();
+    net.contains(&ip.parse::<std::net::IpAddr>().unwrap())
+}
+
+/// Creates a Service with a raw request, to read the `Warning` headers (kube-rs does not surface
+/// them). Returns (HTTP status, warnings, body).
+pub(crate) async fn create_with_warnings(
+    client: &Client,
+    namespace: &str,
+    svc: &Service,
+) -> (u16, Vec<String>, Value) {
+    let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/services"))
+        .create(&PostParams::default(), serde_json::to_vec(svc).unwrap())
+        .unwrap();
+    let req = req.map(kube::client::Body::from);
+    let resp = client.send(req).await.expect("raw create");
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all(http::header::WARNING)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        warnings,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+// === waiting ===
+
+/// Polls `f` until it returns `Some`, at most [`WAIT`]; panics with `what` otherwise.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// === webhook configurations ===
+
+/// How to render `manifests/webhooks.yaml` for a webhook on loopback.
+pub(crate) struct Render<'a> {
+    /// `metadata.name` of both configurations.
+    pub(crate) name: &'a str,
+    /// `https://127.0.0.1:PORT`; the webhook's path is appended.
+    pub(crate) base_url: &'a str,
+    /// PEM of the CA(s) to trust (concatenated during a CA rotation).
+    pub(crate) ca_pem: &'a str,
+    /// Overrides `failurePolicy` when set.
+    pub(crate) failure_policy: Option<&'a str>,
+    /// Restricts the configurations to this one namespace (isolated tests) when set.
+    pub(crate) only_namespace: Option<&'a str>,
+}
+
+/// The documents of a YAML file, as JSON values (empty documents skipped).
+pub(crate) fn yaml_documents(path: &Path) -> Vec<Value> {
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `manifests/webhooks.yaml` rendered as the installer would: `clientConfig.service` replaced by a
+/// URL on loopback, `caBundle` filled in.
+pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
+    let mut docs = yaml_documents(&manifests_dir().join("webhooks.yaml"));
+    for doc in &mut docs {
+        render_one(doc, r);
+    }
+    docs
+}
+
+/// Renders one webhook configuration document in place (other kinds are left alone).
+pub(crate) fn render_one(doc: &mut Value, r: &Render<'_>) {
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    if !kind.ends_with("WebhookConfiguration") {
+        return;
+    }
+    doc["metadata"]["name"] = json!(r.name);
+    let bundle = base64::engine::general_purpose::STANDARD.encode(r.ca_pem);
+    for hook in doc["webhooks"].as_array_mut().expect("webhooks") {
+        let path = hook["clientConfig"]["service"]["path"]
+            .as_str()
+            .expect("clientConfig.service.path")
+            .to_owned();
+        hook["clientConfig"] = json!({"url": format!("{}{path}", r.base_url), "caBundle": bundle});
+        if let Some(fp) = r.failure_policy {
+            hook["failurePolicy"] = json!(fp);
+        }
+        if let Some(ns) = r.only_namespace {
+            hook["namespaceSelector"] = json!({"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}
+            ]});
+        }
+    }
+}
+
+/// Creates or replaces (server-side apply) the rendered configurations.
+pub(crate) async fn apply_webhooks(client: &Client, r: &Render<'_>) {
+    let params = PatchParams::apply(MANAGER).force();
+    for doc in render_webhooks(r) {
+        match doc["kind"].as_str() {
+            Some("MutatingWebhookConfiguration") => {
+                let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+                let obj: MutatingWebhookConfiguration = serde_json::from_value(doc).unwrap();
+                api.patch(r.name, &params, &Patch::Apply(&obj))
+                    .await
+                    .expect("apply MutatingWebhookConfiguration");
+            }
+            Some("ValidatingWebhookConfiguration") => {
+                let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+                let obj: ValidatingWebhookConfiguration = serde_json::from_value(doc).unwrap();
+                api.patch(r.name, &params, &Patch::Apply(&obj))
+                    .await
+                    .expect("apply ValidatingWebhookConfiguration");
+            }
+            other => panic!("unexpected kind {other:?} in manifests/webhooks.yaml"),
+        }
+    }
+}
+
+/// Deletes both configurations named `name` (absent is fine).
+pub(crate) async fn delete_webhooks(client: &Client, name: &str) {
+    let dp = kube::api::DeleteParams::default();
+    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    for r in [
+        m.delete(name, &dp).await.map(|_| ()),
+        v.delete(name, &dp).await.map(|_| ()),
+    ] {
+        match r {
+            Ok(()) | Err(kube::Error::Api(_)) => {}
+            Err(e) => panic!("delete webhook configuration {name}: {e}"),
+        }
+    }
+}
+
+/// Waits until the API server calls `/mutate` for `ns` (a dry-run create comes back with the
+/// policy's defaults): configuration changes reach the API server through an informer.
+pub(crate) async fn wait_mutating(client: &Client, ns: &str, expected_policy: &str) {
+    let api = namespace(client, ns).await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(&format!("/mutate called for namespace {ns}"), || async {
+        let svc = service("probe", json!({}));
+        match api.create(&dry, &svc).await {
+            Ok(s) if policy_of(&s) == expected_policy => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+// === processes ===
+
+/// A TCP port on 127.0.0.1 that is free now, below the kernel's ephemeral range where there is
+/// room (as `tests/apiserver/lib.sh` does): a port from that range (what binding port 0 returns)
+/// can be taken by an outgoing connection before the webhook binds it.
+pub(crate) fn free_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&low| low > 12_000);
+    let Some(high) = ephemeral_low else {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    };
+    let random = RandomState::new();
+    for i in 0..200_u32 {
+        let port = 10_000 + (random.hash_one(i) % u64::from(high - 10_000)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {high}");
+}
+
+/// A minimal HTTP/1.0 GET for the webhook's plain-HTTP admin port: (status, body).
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
+}
+
+/// Sum of the samples of a metric whose line starts with `prefix` and contains every `labels` item.
+pub(crate) fn metric(text: &str, prefix: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Records `pid` for the driver's cleanup trap.
+fn record_pid(name: &str, pid: u32) -> PathBuf {
+    let dir = workdir().join("pids");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.pid"));
+    std::fs::write(&file, pid.to_string()).unwrap();
+    file
+}
+
+/// A webhook process started by a test; stopped (TERM, then KILL) when dropped.
+pub(crate) struct Webhook {
+    child: Option<Child>,
+    pid_file: PathBuf,
+    /// Where it keeps certificates, its policy and its log.
+    pub(crate) dir: PathBuf,
+    /// HTTPS port (127.0.0.1).
+    pub(crate) port: u16,
+    /// Admin (plain HTTP) address.
+    pub(crate) admin: SocketAddr,
+    cidrs: String,
+    policy: PathBuf,
+}
+
+impl Webhook {
+    /// Makes certificates in `$E2E_WORKDIR/<name>/certs` and starts the release webhook there with
+    /// `policy`, a 1 s reload interval and `--service-cidrs cidrs`.
+    pub(crate) fn start(name: &str, cidrs: &str, policy: &Path) -> Self {
+        let dir = workdir().join(name);
+        let certs = dir.join("certs");
+        let out = Command::new(env("E2E_WEBHOOK_BIN"))
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "certs: {out:?}");
+        let mut hook = Webhook {
+            child: None,
+            pid_file: PathBuf::new(),
+            dir,
+            port: free_port(),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            cidrs: cidrs.to_owned(),
+            policy: policy.to_owned(),
+        };
+        hook.spawn();
+        hook
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("webhook.log"))
+            .unwrap();
+        let certs = self.dir.join("certs");
+        let child = Command::new(env("E2E_WEBHOOK_BIN"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-listen")
+            .arg(self.admin.to_string())
+            .arg("--tls-cert")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.join("tls.key"))
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--service-cidrs")
+            .arg(&self.cidrs)
+            .arg("--reload-interval")
+            .arg("1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start webhook");
+        let name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
+        self.pid_file = record_pid(&format!("webhook-{name}"), child.id());
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while !matches!(http_get(self.admin, "/readyz"), Ok((200, _))) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("webhook exited with {status}; see {}", self.dir.display());
+            }
+            assert!(Instant::now() < deadline, "webhook not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub(crate) fn base_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA that signed its current certificate.
+    pub(crate) fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.join("certs/ca.crt")).unwrap()
+    }
+
+    /// Its `/metrics` text.
+    pub(crate) fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").expect("metrics").1
+    }
+
+    /// Stops the process (TERM, 10 s, then KILL) and waits for it.
+    pub(crate) fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+
+    /// Restarts on the same ports with new service CIDRs.
+    pub(crate) fn restart(&mut self, cidrs: &str) {
+        self.stop();
+        cidrs.clone_into(&mut self.cidrs);
+        self.spawn();
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A second etcd + kube-apiserver started by a test with `tests/apiserver/start.sh`; stopped when
+/// dropped.
+pub(crate) struct Harness {
+    /// Its work dir (kubeconfig, env, logs).
+    pub(crate) dir: PathBuf,
+}
+
+impl Harness {
+    /// Starts one with these service CIDRs in `$E2E_WORKDIR/<name>` (the driver built the binaries).
+    pub(crate) fn start(name: &str, cidrs: &str) -> Self {
+        let dir = workdir().join(name);
+        let harness = Harness { dir: dir.clone() };
+        let out = Command::new(harness_dir().join("start.sh"))
+            .arg("--workdir")
+            .arg(&dir)
+            .args(["--service-cidrs", cidrs])
+            .env("SKIP_BUILD", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "start.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        harness
+    }
+
+    /// Its kubeconfig.
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// `restart-apiserver.sh`: same etcd, new service ranges.
+    pub(crate) fn restart_apiserver(&self, cidrs: &str) {
+        let out = Command::new(harness_dir().join("restart-apiserver.sh"))
+            .arg(&self.dir)
+            .arg(cidrs)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restart-apiserver.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = Command::new(harness_dir().join("stop.sh"))
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
