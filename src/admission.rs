@@ -3,6 +3,7 @@
 //! Only what the policy reads is decoded: the object's metadata and dual-stack fields; everything
 //! else (managedFields, annotations, ports ...) is skipped by serde without being kept.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -46,48 +47,119 @@ pub enum ReviewError {
     Object(&'static str, #[source] serde_json::Error),
 }
 
+/// The envelope, generic over how `object` and `oldObject` are decoded: straight into [`Service`] in
+/// the one-pass fast path, or kept as raw JSON in the slow path that reports errors (see [`review`]).
+/// Strings borrow from the body unless they hold escapes.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct ReviewIn<'a, O> {
     #[serde(default, borrow)]
     api_version: &'a str,
     #[serde(default, borrow)]
     kind: &'a str,
-    #[serde(default)]
-    request: Option<RequestIn<'a>>,
+    #[serde(default, borrow)]
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    #[serde(default)]
-    uid: String,
-    #[serde(default)]
-    kind: GroupVersionKind,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    operation: String,
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct RequestIn<'a, O> {
     #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    uid: Cow<'a, str>,
     #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
+    kind: GroupVersionKind<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    namespace: Cow<'a, str>,
+    #[serde(default, borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
 
+/// `#[serde(default)]` on an `Option<O>` would require `O: Default`.
+fn none<O>() -> Option<O> {
+    None
+}
+
 #[derive(Default, Deserialize)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    kind: String,
+struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// How an `object` / `oldObject` of the envelope becomes a [`Service`].
+trait ObjectIn: Sized {
+    fn into_service(
+        object: Option<Self>,
+        field: &'static str,
+    ) -> Result<Option<Service>, ReviewError>;
+}
+
+/// A Service decoded in the envelope's pass, from a JSON object only: serde would also read a
+/// struct from an array (fields in order), and such a body must take the slow path, whose checks
+/// decide what to answer.
+struct ServiceObject(Service);
+
+impl<'de> Deserialize<'de> for ServiceObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ServiceObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Service object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let map = serde::de::value::MapAccessDeserializer::new(map);
+                Service::deserialize(map).map(ServiceObject)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// Decoded already, in the same pass as the envelope.
+impl ObjectIn for ServiceObject {
+    fn into_service(object: Option<Self>, _: &'static str) -> Result<Option<Service>, ReviewError> {
+        Ok(object.map(|o| o.0))
+    }
+}
+
+/// Raw JSON, decoded now (only for a Service review), so that a malformed object is reported as
+/// `request.object is not a valid Service` after the envelope's own checks.
+impl ObjectIn for &RawValue {
+    fn into_service(
+        object: Option<Self>,
+        field: &'static str,
+    ) -> Result<Option<Service>, ReviewError> {
+        match object {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            // serde reads a JSON array as a struct (fields in order); only an object is a Service, and a
+            // patch for `/spec/...` could never apply to anything else.
+            Some(raw) if !raw.get().starts_with('{') => Err(ReviewError::Object(
+                field,
+                serde::de::Error::custom("expected a JSON object"),
+            )),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|e| ReviewError::Object(field, e)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -95,13 +167,13 @@ struct GroupVersionKind {
 struct ReviewOut<'a> {
     api_version: &'a str,
     kind: &'static str,
-    response: ResponseOut,
+    response: ResponseOut<'a>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ResponseOut {
-    uid: String,
+struct ResponseOut<'a> {
+    uid: &'a str,
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusOut>,
@@ -161,7 +233,24 @@ pub fn review(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
+    // Fast path: one pass over the body, the objects decoded straight into `Service` (whatever the
+    // policy does not read, such as managedFields and annotations, is skipped without allocating).
+    // Anything it cannot decode goes the slow path below, which keeps the objects as raw JSON and
+    // decodes them afterwards, exactly as before: same answers, same errors, for any body.
+    if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, ServiceObject>>(body) {
+        return answer(endpoint, review, policy, cluster);
+    }
+    let review: ReviewIn<'_, &RawValue> =
+        serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
+    answer(endpoint, review, policy, cluster)
+}
+
+fn answer<O: ObjectIn>(
+    endpoint: Endpoint,
+    review: ReviewIn<'_, O>,
+    policy: &Policy,
+    cluster: &Cluster,
+) -> Result<Answer, ReviewError> {
     let api_version = VERSIONS
         .iter()
         .find(|v| **v == review.api_version)
@@ -169,26 +258,26 @@ pub fn review(
     if review.kind != "AdmissionReview" {
         return Err(ReviewError::Kind(review.kind.to_owned()));
     }
-    let req = review.request.ok_or(ReviewError::NoRequest)?;
+    let mut req = review.request.ok_or(ReviewError::NoRequest)?;
     if req.uid.is_empty() {
         return Err(ReviewError::NoUid);
     }
     let summary = Summary {
-        uid: req.uid.clone(),
-        namespace: req.namespace.clone(),
-        name: req.name.clone(),
-        operation: req.operation.clone(),
+        uid: req.uid.clone().into_owned(),
+        namespace: req.namespace.clone().into_owned(),
+        name: req.name.clone().into_owned(),
+        operation: req.operation.clone().into_owned(),
         dry_run: req.dry_run.unwrap_or(false),
         denied: None,
     };
-    let decision = decide(endpoint, &req, policy, cluster)?;
-    Ok(encode(api_version, req, endpoint, decision, summary))
+    let decision = decide(endpoint, &mut req, policy, cluster)?;
+    Ok(encode(api_version, &req.uid, endpoint, decision, summary))
 }
 
 /// What the engine says, or a pass-through for what it does not judge.
-fn decide(
+fn decide<O: ObjectIn>(
     endpoint: Endpoint,
-    req: &RequestIn<'_>,
+    req: &mut RequestIn<'_, O>,
     policy: &Policy,
     cluster: &Cluster,
 ) -> Result<Decided, ReviewError> {
@@ -196,7 +285,7 @@ fn decide(
         req.kind.group.is_empty() && req.kind.version == "v1" && req.kind.kind == "Service";
     if !is_service {
         // A misconfigured webhook must not take a cluster down: allow, and say so.
-        let kind = match req.kind.group.as_str() {
+        let kind = match &*req.kind.group {
             "" => format!("{}/{}", req.kind.version, req.kind.kind),
             g => format!("{g}/{}/{}", req.kind.version, req.kind.kind),
         };
@@ -210,9 +299,9 @@ fn decide(
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         return Ok(Decided::PassThrough(vec![])); // e.g. services/status: no spec changes
     }
-    let object = parse_service("object", req.object)?;
-    let old_object = parse_service("oldObject", req.old_object)?;
-    let operation = match req.operation.as_str() {
+    let object = O::into_service(req.object.take(), "object")?;
+    let old_object = O::into_service(req.old_object.take(), "oldObject")?;
+    let operation = match &*req.operation {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
         "DELETE" => Operation::Delete,
@@ -243,34 +332,15 @@ enum Decided {
     },
 }
 
-fn parse_service(
-    field: &'static str,
-    raw: Option<&RawValue>,
-) -> Result<Option<Service>, ReviewError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) if raw.get() == "null" => Ok(None),
-        // serde reads a JSON array as a struct (fields in order); only an object is a Service, and a
-        // patch for `/spec/...` could never apply to anything else.
-        Some(raw) if !raw.get().starts_with('{') => Err(ReviewError::Object(
-            field,
-            serde::de::Error::custom("expected a JSON object"),
-        )),
-        Some(raw) => serde_json::from_str(raw.get())
-            .map(Some)
-            .map_err(|e| ReviewError::Object(field, e)),
-    }
-}
-
 fn encode(
     api_version: &str,
-    req: RequestIn<'_>,
+    uid: &str,
     endpoint: Endpoint,
     decided: Decided,
     mut summary: Summary,
 ) -> Answer {
     let mut response = ResponseOut {
-        uid: req.uid,
+        uid,
         allowed: true,
         status: None,
         patch_type: None,
@@ -303,8 +373,7 @@ fn encode(
                 Outcome::denied
             } else if endpoint == Endpoint::mutate && !decision.mutation.is_empty() {
                 // R8.3: a validating webhook may never return a patch; only /mutate gets here.
-                let ops = patch::build(&decision.mutation, has_spec);
-                let json = serde_json::to_vec(&ops).unwrap_or_default();
+                let json = patch::to_json(&decision.mutation, has_spec);
                 response.patch = Some(BASE64.encode(json));
                 response.patch_type = Some("JSONPatch");
                 Outcome::patched

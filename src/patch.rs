@@ -2,6 +2,7 @@
 
 use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::engine::Mutation;
@@ -34,6 +35,64 @@ pub fn build(mutation: &Mutation, has_spec: bool) -> Patch {
         ops.push(add(&["spec", "ipFamilies"], json!(names)));
     }
     Patch(ops)
+}
+
+/// The JSON text of [`build`]'s patch, byte for byte, written straight from the mutation: no
+/// `serde_json::Value` and no pointer buffers per request. The paths are fixed tokens without `~` or
+/// `/`, so they need no escaping (the tests compare this with `serde_json::to_vec(&build(..))`).
+pub fn to_json(mutation: &Mutation, has_spec: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(b'[');
+    if !mutation.is_empty() {
+        let mut first = true;
+        if !has_spec {
+            write_add(&mut out, &mut first, "/spec", EmptyMap {});
+        }
+        if let Some(ip) = &mutation.cluster_ip {
+            write_add(&mut out, &mut first, "/spec/clusterIP", ip);
+        }
+        if let Some(ips) = &mutation.cluster_ips {
+            write_add(&mut out, &mut first, "/spec/clusterIPs", ips);
+        }
+        if let Some(policy) = mutation.ip_family_policy {
+            write_add(
+                &mut out,
+                &mut first,
+                "/spec/ipFamilyPolicy",
+                policy.as_str(),
+            );
+        }
+        if let Some(families) = &mutation.ip_families {
+            write_add(&mut out, &mut first, "/spec/ipFamilies", families);
+        }
+    }
+    out.push(b']');
+    out
+}
+
+/// `{}` (what `json!({})` serialises to).
+#[derive(Serialize)]
+struct EmptyMap {}
+
+/// One `add` operation, in json_patch's field order.
+#[derive(Serialize)]
+struct Add<'a, V> {
+    op: &'static str,
+    path: &'a str,
+    value: V,
+}
+
+fn write_add<V: Serialize>(out: &mut Vec<u8>, first: &mut bool, path: &str, value: V) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    let op = Add {
+        op: "add",
+        path,
+        value,
+    };
+    // Writing plain strings and lists into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &op);
 }
 
 fn add(tokens: &[&str], value: Value) -> PatchOperation {
@@ -87,6 +146,28 @@ mod tests {
         };
         let out = apply(json!({"kind": "Service"}), &build(&m, false));
         assert_eq!(out["spec"]["ipFamilyPolicy"], "PreferDualStack");
+    }
+
+    #[test]
+    fn to_json_is_build_serialised() {
+        // Every combination of fields, with and without a spec, and a value that needs escaping.
+        for bits in 0u8..16 {
+            let m = Mutation {
+                cluster_ip: (bits & 1 != 0).then(|| "fd00:10:96::a\"\u{1}".to_owned()),
+                cluster_ips: (bits & 2 != 0).then(|| vec!["10.96.0.10".into(), "None".into()]),
+                ip_family_policy: (bits & 4 != 0).then_some(PreferDualStack),
+                ip_families: (bits & 8 != 0).then(|| vec![IPv6, IPv4]),
+            };
+            for has_spec in [true, false] {
+                let want = serde_json::to_vec(&build(&m, has_spec)).unwrap();
+                let got = to_json(&m, has_spec);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{m:?} has_spec={has_spec}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, Level, debug, info, warn};
+use tracing::{Level, debug, info, warn};
 
 use crate::admission::{self, Answer};
 use crate::cluster::Cluster;
@@ -94,66 +94,71 @@ async fn limited(shared: &Shared, endpoint: Endpoint, body: Body) -> Response {
 }
 
 async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
+    // No span around the body read and the review: nothing in them logs, and a span entered on
+    // every poll, with four fields recorded one by one, cost more than the decision itself. The
+    // `review` span is made once, with all its fields, around the events below (`log`, `refuse`).
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(error)) => {
+            // to_bytes fails on the limit or on a broken connection; both end this request.
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            let (status, reason) = if too_large {
+                let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
+                (StatusCode::PAYLOAD_TOO_LARGE, reason)
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {error}"),
+                )
+            };
+            return refuse(state, endpoint, status, reason);
+        }
+        Err(_) => {
+            let reason = format!(
+                "request body not received within {}s",
+                BODY_TIMEOUT.as_secs()
+            );
+            return refuse(state, endpoint, StatusCode::REQUEST_TIMEOUT, reason);
+        }
+    };
+    let started = Instant::now();
+    let (policy, cluster) = (state.policy.load(), state.cluster.load());
+    match admission::review(endpoint, &bytes, &policy, &cluster) {
+        Ok(answer) => {
+            let seconds = started.elapsed().as_secs_f64();
+            log(endpoint, &answer);
+            let op = answer.summary.operation.as_str();
+            state.metrics.review(endpoint, op, answer.outcome, seconds);
+            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+        }
+        Err(error) => refuse(state, endpoint, StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
+
+/// Logs the decision inside a `review` span that carries the request's uid, namespace, name and
+/// operation (the same span, fields and text as recording them into an open span).
+fn log(endpoint: Endpoint, answer: &Answer) {
+    let s = &answer.summary;
+    let dry_run = s.dry_run;
+    let allowed_only = !matches!(
+        answer.outcome,
+        Outcome::denied | Outcome::patched | Outcome::warned
+    );
+    // "allowed" is a debug event: at the default level, skip making a span nobody will see.
+    if allowed_only && !tracing::level_enabled!(Level::DEBUG) {
+        return;
+    }
     let span = tracing::span!(
         Level::INFO,
         "review",
         ?endpoint,
-        uid = tracing::field::Empty,
-        namespace = tracing::field::Empty,
-        name = tracing::field::Empty,
-        operation = tracing::field::Empty,
+        uid = s.uid.as_str(),
+        namespace = s.namespace.as_str(),
+        name = s.name.as_str(),
+        operation = s.operation.as_str(),
     );
-    async move {
-        let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, MAX_BODY_BYTES)).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(error)) => {
-                // to_bytes fails on the limit or on a broken connection; both end this request.
-                let too_large = std::error::Error::source(&error)
-                    .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-                let (status, reason) = if too_large {
-                    let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
-                    (StatusCode::PAYLOAD_TOO_LARGE, reason)
-                } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("could not read the request body: {error}"),
-                    )
-                };
-                return refuse(state, endpoint, status, reason);
-            }
-            Err(_) => {
-                let reason = format!(
-                    "request body not received within {}s",
-                    BODY_TIMEOUT.as_secs()
-                );
-                return refuse(state, endpoint, StatusCode::REQUEST_TIMEOUT, reason);
-            }
-        };
-        let started = Instant::now();
-        let (policy, cluster) = (state.policy.load(), state.cluster.load());
-        match admission::review(endpoint, &bytes, &policy, &cluster) {
-            Ok(answer) => {
-                let seconds = started.elapsed().as_secs_f64();
-                log(&answer);
-                let op = answer.summary.operation.as_str();
-                state.metrics.review(endpoint, op, answer.outcome, seconds);
-                ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
-            }
-            Err(error) => refuse(state, endpoint, StatusCode::BAD_REQUEST, error.to_string()),
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-fn log(answer: &Answer) {
-    let s = &answer.summary;
-    let span = tracing::Span::current();
-    span.record("uid", s.uid.as_str());
-    span.record("namespace", s.namespace.as_str());
-    span.record("name", s.name.as_str());
-    span.record("operation", s.operation.as_str());
-    let dry_run = s.dry_run;
+    let _entered = span.enter();
     match (&answer.outcome, &s.denied) {
         (Outcome::denied, Some(message)) => info!(dry_run, %message, "denied"),
         (Outcome::patched, _) => info!(dry_run, "patched"),
@@ -163,7 +168,9 @@ fn log(answer: &Answer) {
 }
 
 fn refuse(state: &AppState, endpoint: Endpoint, status: StatusCode, reason: String) -> Response {
-    warn!(%status, %reason, "not an AdmissionReview");
+    tracing::span!(Level::INFO, "review", ?endpoint).in_scope(|| {
+        warn!(%status, %reason, "not an AdmissionReview");
+    });
     state
         .metrics
         .review(endpoint, "unknown", Outcome::invalid, 0.0);

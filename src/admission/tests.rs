@@ -226,3 +226,14 @@ fn dry_run_is_judged_like_a_real_request() {
     let dry: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(real, dry);
 }
+
+#[test]
+fn fast_path_decodes_objects_only() {
+    // An array would decode as a struct (fields in order): it must take the slow path instead.
+    let object = r#"{"metadata":{"name":"web","labels":{"app":"web"}},"spec":{"type":"NodePort"}}"#;
+    let svc = serde_json::from_str::<ServiceObject>(object).unwrap().0;
+    assert_eq!(svc.metadata.name, "web");
+    assert_eq!(svc.spec().type_.as_deref(), Some("NodePort"));
+    assert!(serde_json::from_str::<ServiceObject>(r#"[{"name":"web"},{}]"#).is_err());
+    assert!(serde_json::from_str::<ServiceObject>(r#""web""#).is_err());
+}

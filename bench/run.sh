@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The benchmark harness (`make bench`): the release webhook and the floor server (examples/floor.rs:
+# rustls + hyper HTTP/2 answering a constant AdmissionReview) in the same run, on the same machine,
+# driven by h2load over HTTP/2 with a realistic Service CREATE review (bench/data/review-typical.json).
+#
+# For each server it measures: throughput at saturation, p50/p99/p99.9 at fixed open-loop rates,
+# peak RSS (VmHWM) and, for the webhook, the time from exec to /readyz answering 200. Every
+# measurement is repeated (REPEATS) with the two servers interleaved, and the median is reported.
+# Writes bench/results/{raw.tsv,latency.tsv,summary.md,latency.png}. Stops only what it started.
+#
+# Knobs (environment): REPEATS=3 DURATION=5 (s per point) SAT_DURATION=10 RATES="500 1000 ..."
+# MODERATE=1000 (the rate the p50 target is judged at) SERVER_CPU=1 CLIENT_CPU=0 WORKERS=1
+# (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) BUILD=1.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+out=$root/bench/results
+review=$root/bench/data/review-typical.json
+policy=$root/manifests/policy.yaml
+cidrs=10.96.0.0/16,fd00:10:96::/112
+
+REPEATS=${REPEATS:-3}
+DURATION=${DURATION:-5}
+SAT_DURATION=${SAT_DURATION:-10}
+RATES=${RATES:-"500 1000 2000 4000 6000 8000 10000 12000 14000"}
+MODERATE=${MODERATE:-1000}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+WORKERS=${WORKERS:-1}
+CLIENTS=${CLIENTS:-4}
+STREAMS=${STREAMS:-16}
+BUILD=${BUILD:-1}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- tools -------------------------------------------------------------------------------------
+need=()
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+command -v taskset >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "bench: installing ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [[ $BUILD == 1 ]]; then
+  (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor)
+fi
+webhook=$target/release/dualstack-webhook
+floor=$target/release/examples/floor
+"$webhook" certs --out "$work/certs" >/dev/null
+
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  echo "bench: no free port" >&2; exit 2
+}
+
+# Answers 0 when GET /readyz on 127.0.0.1:$1 says 200 (bash builtins only: no fork per poll).
+readyz() {
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3
+  IFS= read -r line <&3 || true
+  exec 3<&-
+  [[ $line == *" 200 "* ]]
+}
+
+# `exec`: the background job's pid is the server's own (for kill and /proc/PID/status).
+pin() { TOKIO_WORKER_THREADS=$WORKERS exec taskset -c "$SERVER_CPU" "$@"; }
+
+# Starts the webhook on $1 (admin $2), records its pid in $webhook_pid and the ready time (ms).
+start_webhook() {
+  local t0 t1
+  t0=$EPOCHREALTIME
+  pin "$webhook" serve --listen "127.0.0.1:$1" --admin-listen "127.0.0.1:$2" \
+    --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
+    --policy "$policy" --service-cidrs "$cidrs" 2>>"$work/webhook.log" &
+  webhook_pid=$!
+  pids+=("$webhook_pid")
+  # Poll without sleeping (a refused connect costs microseconds), for at most 10 s.
+  local deadline=$(( ${t0/./} + 10000000 ))
+  until readyz "$2" || (( ${EPOCHREALTIME/./} > deadline )); do :; done
+  t1=$EPOCHREALTIME
+  readyz "$2" || { cat "$work/webhook.log" >&2; echo "bench: webhook not ready" >&2; exit 1; }
+  ready_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+}
+
+stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# --- ready time (five cold starts, median) ---------------------------------------------------------
+readies=()
+for _ in 1 2 3 4 5; do
+  start_webhook "$(free_port)" "$(free_port)"
+  readies+=("$ready_ms")
+  stop "$webhook_pid"
+done
+ready_median=$(printf '%s\n' "${readies[@]}" | median)
+
+# --- the two servers, up for the whole run ---------------------------------------------------------
+wport=$(free_port) aport=$(free_port) fport=$(free_port)
+start_webhook "$wport" "$aport"
+pin "$floor" --listen "127.0.0.1:$fport" --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" &
+floor_pid=$!
+pids+=("$floor_pid")
+for _ in $(seq 1 200); do { exec 3<>"/dev/tcp/127.0.0.1/$fport"; } 2>/dev/null && break; sleep 0.05; done
+exec 3<&-
+
+url() { if [[ $1 == webhook ]]; then echo "https://127.0.0.1:$wport/mutate"; else echo "https://127.0.0.1:$fport/mutate"; fi; }
+h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
+
+# Warm both up (connections, allocator, caches).
+for s in webhook floor; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$(url $s)" >/dev/null; done
+
+raw=$work/raw.tsv
+printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"$raw"
+
+# Saturation: closed loop, CLIENTS connections x STREAMS concurrent streams.
+for r in $(seq 1 "$REPEATS"); do
+  for s in webhook floor; do
+    res=$(h2 -c "$CLIENTS" -m "$STREAMS" -D "$SAT_DURATION" --warm-up-time 1 "$(url $s)")
+    rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
+    ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
+    printf '%s\tsaturation\t-\t%s\t%s\t\t\t\t%s\n' "$s" "$r" "$rps" "$ok" >>"$raw"
+    echo "saturation $s #$r: $rps req/s" >&2
+  done
+done
+
+# Latency at fixed offered rates: open loop (h2load --rps per client, streams not a limit).
+for rate in $RATES; do
+  per=$(( (rate + CLIENTS - 1) / CLIENTS ))
+  for r in $(seq 1 "$REPEATS"); do
+    for s in webhook floor; do
+      log=$work/$s-$rate-$r.log
+      res=$(h2 -c "$CLIENTS" -m 256 --rps "$per" -D "$DURATION" --warm-up-time 1 --log-file "$log" "$(url $s)")
+      rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
+      ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
+      read -r p50 p99 p999 < <(cut -f3 "$log" | sort -n | awk '{ v[NR] = $1 } END {
+        i = int(NR * 0.50); if (i < 1) i = 1; j = int(NR * 0.99); if (j < 1) j = 1; k = int(NR * 0.999); if (k < 1) k = 1
+        print v[i], v[j], v[k] }')
+      printf '%s\tlatency\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$rate" "$r" "$rps" "$p50" "$p99" "$p999" "$ok" >>"$raw"
+      echo "rate $rate $s #$r: p50 ${p50}us p99 ${p99}us p99.9 ${p999}us ($rps req/s)" >&2
+    done
+  done
+done
+
+hwm() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+rss_webhook=$(hwm "$webhook_pid") rss_floor=$(hwm "$floor_pid")
+
+# --- medians, ratios, plot -------------------------------------------------------------------------
+mkdir -p "$out"
+cp "$raw" "$out/raw.tsv"
+med() { awk -F'\t' -v s="$1" -v m="$2" -v rate="$3" -v col="$4" '$1 == s && $2 == m && $3 == rate { print $col }' "$raw" | median; }
+lat=$out/latency.tsv
+printf 'rate\twebhook_p50_us\twebhook_p99_us\twebhook_p999_us\tfloor_p50_us\tfloor_p99_us\tfloor_p999_us\n' >"$lat"
+for rate in $RATES; do
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" \
+    "$(med webhook latency "$rate" 6)" "$(med webhook latency "$rate" 7)" "$(med webhook latency "$rate" 8)" \
+    "$(med floor latency "$rate" 6)" "$(med floor latency "$rate" 7)" "$(med floor latency "$rate" 8)" >>"$lat"
+done
+sat_w=$(med webhook saturation - 5) sat_f=$(med floor saturation - 5)
+row() { awk -F'\t' -v r="$1" '$1 == r' "$lat"; }
+IFS=$'\t' read -r _ w50 w99 w999 f50 f99 f999 < <(row "$MODERATE")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+{
+  echo "| | webhook | floor | webhook/floor |"
+  echo "|---|---:|---:|---:|"
+  echo "| throughput at saturation (req/s) | ${sat_w%.*} | ${sat_f%.*} | $(ratio "$sat_w" "$sat_f") |"
+  echo "| p50 at $MODERATE req/s (µs) | $w50 | $f50 | $(ratio "$w50" "$f50") |"
+  echo "| p99 at $MODERATE req/s (µs) | $w99 | $f99 | $(ratio "$w99" "$f99") |"
+  echo "| p99.9 at $MODERATE req/s (µs) | $w999 | $f999 | $(ratio "$w999" "$f999") |"
+  echo "| peak RSS under load (MiB) | $rss_webhook | $rss_floor | $(ratio "$rss_webhook" "$rss_floor") |"
+  echo "| ready after exec (ms, median of 5) | $ready_median | | |"
+  echo
+  echo "Machine: $(nproc) × $cpu, $(uname -sr); $(date -u +%Y-%m-%d). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU; saturation: $CLIENTS connections × $STREAMS streams; fixed rates: $CLIENTS connections, open loop). Medians of $REPEATS interleaved runs."
+  echo "Review: $(wc -c <"$review") bytes ($(basename "$review")), POST /mutate, answered with a patch; policy: manifests/policy.yaml; --service-cidrs $cidrs."
+} >"$out/summary.md"
+cat "$out/summary.md"
+
+gnuplot <<EOF
+set terminal pngcairo size 900,560 font "sans,10"
+set output "$out/latency.png"
+set title "dualstack-webhook vs floor (rustls + hyper h2, constant answer): latency vs offered load\n$(basename "$review"), h2load over HTTP/2, $(date -u +%Y-%m-%d), medians of $REPEATS runs"
+set xlabel "offered load (requests/s, open loop)"
+set ylabel "latency (µs)"
+set logscale y
+set key top left
+set grid
+plot "$lat" using 1:2 skip 1 with linespoints lw 2 lc rgb "#c0392b" title "webhook p50", \
+     "$lat" using 1:3 skip 1 with linespoints lw 1 dt 2 lc rgb "#c0392b" title "webhook p99", \
+     "$lat" using 1:5 skip 1 with linespoints lw 2 lc rgb "#2471a3" title "floor p50", \
+     "$lat" using 1:6 skip 1 with linespoints lw 1 dt 2 lc rgb "#2471a3" title "floor p99"
+EOF
+echo "bench: wrote $out/summary.md, raw.tsv, latency.tsv, latency.png" >&2

@@ -1,0 +1,95 @@
+//! The benchmark floor: rustls + hyper HTTP/2 answering every request with one constant
+//! AdmissionReview, without parsing anything. A bench tool, not a product binary: `bench/run.sh`
+//! runs it next to the webhook so the webhook's numbers can be read as a ratio of what TLS and
+//! HTTP/2 alone cost on the same machine in the same run.
+//!
+//! It uses the webhook's own TLS configuration ([`tls::server_config`]: same provider, ALPN, no
+//! resumption) and the same hyper-util HTTP/2 builder settings as `server.rs`, and it reads each
+//! request body to the end, as any real server must; what it leaves out is everything the webhook
+//! adds on top: axum routing, the body limit and deadline, decoding, the policy, the patch,
+//! encoding, logging and metrics.
+//!
+//! ```text
+//! cargo build --release --example floor
+//! target/release/examples/floor --listen 127.0.0.1:9443 --tls-cert tls.crt --tls-key tls.key
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use dualstack_webhook::tls;
+
+/// What the webhook answers to `bench/data/review-typical.json` on `/mutate` (a patched CREATE),
+/// so both servers send the same number of bytes back.
+const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0f3b6c1e-8a2d-4e5f-9b7c-1d2e3f4a5b6c","allowed":true,"patchType":"JSONPatch","patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaXBGYW1pbHlQb2xpY3kiLCJ2YWx1ZSI6IlJlcXVpcmVEdWFsU3RhY2sifSx7Im9wIjoiYWRkIiwicGF0aCI6Ii9zcGVjL2lwRmFtaWxpZXMiLCJ2YWx1ZSI6WyJJUHY2IiwiSVB2NCJdfV0=","auditAnnotations":{"mutation":"ipFamilyPolicy=RequireDualStack (defaults of rule \"public-lb-dual-stack\"); ipFamilies=[IPv6,IPv4] (policy defaults)"}}}"#;
+
+/// The floor server's command line.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[clap(long, default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    /// PEM certificate chain.
+    #[clap(long)]
+    tls_cert: PathBuf,
+    /// PEM private key.
+    #[clap(long)]
+    tls_key: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    // The same runtime as `serve` (multi-thread; TOKIO_WORKER_THREADS applies to both).
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let resolver = tls::CertResolver::load(&args.tls_cert, &args.tls_key)?;
+    let acceptor = TlsAcceptor::from(tls::server_config(resolver, None)?);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http2().timer(TokioTimer::new());
+    let http = http.http2_only();
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let (acceptor, http) = (acceptor.clone(), http.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(answer);
+            let _ = http.serve_connection(TokioIo::new(tls), service).await;
+        });
+    }
+}
+
+/// Reads the body to the end (flow control and TLS decryption are part of the floor) and answers
+/// the constant review.
+async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _ = req.into_body().collect().await;
+    let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
