@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::cluster::Cluster;
 use crate::policy::{Action, Policy, Rule};
-use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
+use crate::service::{IpFamily, IpFamilyPolicy, Labels, Service, ServiceSpec};
 
 pub use judge::Violation;
 pub use mutate::Rejection;
@@ -182,7 +182,16 @@ fn matching_rules<'p>(
     object: &Service,
     old: Option<&Service>,
 ) -> Vec<&'p Rule> {
-    let ns_labels = cluster.namespace_labels(namespace);
+    // The namespace's labels are looked up (and copied) only when a rule selects on them.
+    let selects_namespaces = policy
+        .rules
+        .iter()
+        .any(|r| r.match_.namespace_selector.is_some());
+    let ns_labels = if selects_namespaces {
+        cluster.namespace_labels(namespace)
+    } else {
+        Labels::new()
+    };
     let in_scope = |rule: &Rule, svc: &Service| {
         let labels = &svc.metadata.labels;
         rule.match_
