@@ -10,6 +10,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::check::{Row, judge_stored_service};
 use crate::cluster::{Cluster, ServiceCidrs};
+use crate::cluster_info::usable_cidrs;
 use crate::policy::Policy;
 use crate::service::Service;
 
@@ -42,15 +43,7 @@ pub async fn audit(
                 let objects: BTreeMap<String, Vec<String>> = list
                     .items
                     .iter()
-                    .map(|o| {
-                        (
-                            o.name_any(),
-                            o.spec
-                                .as_ref()
-                                .and_then(|s| s.cidrs.clone())
-                                .unwrap_or_default(),
-                        )
-                    })
+                    .filter_map(|o| usable_cidrs(o).map(|c| (o.name_any(), c)))
                     .collect();
                 ServiceCidrs::from_service_cidr_objects(&objects)
             }

@@ -178,6 +178,7 @@ pub fn judge_stored_service(
     stored: &Service,
 ) -> Row {
     let mut row = Row::new(source, stored);
+    row.show_stack(stored);
     if policy.is_exempt(&row.namespace) {
         row.verdict = "exempt";
         return row;
@@ -187,9 +188,7 @@ pub fn judge_stored_service(
 }
 
 fn judge_stored(policy: &Policy, cluster: &Cluster, row: &mut Row, stored: &Service) {
-    row.policy = stored.spec().ip_family_policy.clone().unwrap_or_default();
-    row.families = stored.spec().ip_families.clone().unwrap_or_default();
-    row.cluster_ips = stored.spec().cluster_ips.clone().unwrap_or_default();
+    row.show_stack(stored);
     let req = Request {
         operation: Operation::Create,
         namespace: &row.namespace,
@@ -212,6 +211,14 @@ fn judge_stored(policy: &Policy, cluster: &Cluster, row: &mut Row, stored: &Serv
 }
 
 impl Row {
+    /// The dual-stack fields of a stored Service, shown whatever the verdict.
+    fn show_stack(&mut self, stored: &Service) {
+        let spec = stored.spec();
+        self.policy = spec.ip_family_policy.clone().unwrap_or_default();
+        self.families = spec.ip_families.clone().unwrap_or_default();
+        self.cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
+    }
+
     fn new(source: &str, svc: &Service) -> Self {
         let namespace = match svc.metadata.namespace.as_str() {
             "" => "default",

@@ -130,19 +130,15 @@ async fn watch_service_cidrs(
             event = stream.next() => event,
         };
         let Some(event) = event else { return };
-        let cidrs_of = |o: &ServiceCIDR| {
-            o.spec
-                .as_ref()
-                .and_then(|s| s.cidrs.clone())
-                .unwrap_or_default()
-        };
         let publish = match event {
             Ok(Event::Init) => {
                 buffer.clear();
                 false
             }
             Ok(Event::InitApply(o)) => {
-                buffer.insert(o.name_any(), cidrs_of(&o));
+                if let Some(cidrs) = usable_cidrs(&o) {
+                    buffer.insert(o.name_any(), cidrs);
+                }
                 false
             }
             Ok(Event::InitDone) => {
@@ -153,7 +149,10 @@ async fn watch_service_cidrs(
                 true
             }
             Ok(Event::Apply(o)) => {
-                known.insert(o.name_any(), cidrs_of(&o));
+                match usable_cidrs(&o) {
+                    Some(cidrs) => known.insert(o.name_any(), cidrs),
+                    None => known.remove(&o.name_any()),
+                };
                 true
             }
             Ok(Event::Delete(o)) => {
@@ -185,10 +184,55 @@ async fn watch_service_cidrs(
     }
 }
 
+/// The ranges of a ServiceCIDR the allocator uses: none once it is being deleted (a finalizer may
+/// hold a terminating object for long, but the API server no longer allocates from it, R3.17).
+pub fn usable_cidrs(o: &ServiceCIDR) -> Option<Vec<String>> {
+    if o.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some(
+        o.spec
+            .as_ref()
+            .and_then(|s| s.cidrs.clone())
+            .unwrap_or_default(),
+    )
+}
+
 /// A 404 from the initial list: the resource type does not exist on this API server.
 fn api_missing(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 404,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::networking::v1::ServiceCIDRSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    use super::*;
+
+    fn cidr(deleting: bool) -> ServiceCIDR {
+        ServiceCIDR {
+            metadata: ObjectMeta {
+                name: Some("extra".into()),
+                deletion_timestamp: deleting.then(|| Time(Default::default())),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceCIDRSpec {
+                cidrs: Some(vec!["10.97.0.0/24".into()]),
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_terminating_service_cidr_is_not_a_range() {
+        assert_eq!(
+            usable_cidrs(&cidr(false)),
+            Some(vec!["10.97.0.0/24".to_owned()])
+        );
+        assert_eq!(usable_cidrs(&cidr(true)), None);
     }
 }
