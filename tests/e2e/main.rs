@@ -13,15 +13,20 @@
 //! - [`upgrade`]: the PreferDualStack lesson on its own IPv4-only harness, restarted dual-stack.
 //! - [`variants`]: the policy on an IPv6-primary dual-stack harness of its own.
 //! - [`failure`]: webhook down under Fail and Ignore, certificate rotation; an isolated webhook.
+//! - [`nssel`]: `namespaceSelector` rules on the driver's webhook, which watches Namespaces.
+//! - [`cluster`]: `--watch-cluster` on harnesses and webhooks of their own: readiness, ranges from
+//!   ServiceCIDR objects, `--service-cidrs` winning, an API server outage, the 404 fallback.
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod actions;
 mod bench;
+mod cluster;
 mod defaults;
 mod failure;
 mod manifests;
+mod nssel;
 mod pinned;
 mod setup;
 mod support;
