@@ -16,12 +16,16 @@
 //! - [`nssel`]: `namespaceSelector` rules on the driver's webhook, which watches Namespaces.
 //! - [`cluster`]: `--watch-cluster` on harnesses and webhooks of their own: readiness, ranges from
 //!   ServiceCIDR objects, `--service-cidrs` winning, an API server outage, the 404 fallback.
+//! - [`audit`]: `dualstack-webhook audit` against seeded Services on a harness of its own.
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
+//! - [`bugs`]: one failing test per open webhook bug (skipped unless `E2E_BUGS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod actions;
+mod audit;
 mod bench;
+mod bugs;
 mod cluster;
 mod defaults;
 mod failure;
