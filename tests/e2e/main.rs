@@ -1,5 +1,5 @@
 //! End-to-end tests against a real kube-apiserver (k8s.io/kubernetes v1.37.2) and etcd from
-//! `tests/apiserver`, with the release webhook registered through `manifests/webhooks.yaml`.
+//! `tests/apiserver`, with the release webhook registered through `manifests/base/webhooks.yaml`.
 //!
 //! Every test is `#[ignore]`d: plain `cargo test` has no API server. `make e2e` (the driver,
 //! `tests/e2e/run.sh`) starts the harness and the webhook, registers the configurations and runs
@@ -13,15 +13,24 @@
 //! - [`upgrade`]: the PreferDualStack lesson on its own IPv4-only harness, restarted dual-stack.
 //! - [`variants`]: the policy on an IPv6-primary dual-stack harness of its own.
 //! - [`failure`]: webhook down under Fail and Ignore, certificate rotation; an isolated webhook.
-//! - [`manifests`]: every object in `manifests/` passes server-side dry-run.
+//! - [`nssel`]: `namespaceSelector` rules on the driver's webhook, which watches Namespaces.
+//! - [`cluster`]: `--watch-cluster` on harnesses and webhooks of their own: readiness, ranges from
+//!   ServiceCIDR objects, `--service-cidrs` winning, an API server outage, the 404 fallback.
+//! - [`audit`]: `dualstack-webhook audit` against seeded Services on a harness of its own.
+//! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
+//! - [`bugs`]: one failing test per open webhook bug (skipped unless `E2E_BUGS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod actions;
+mod audit;
 mod bench;
+mod bugs;
+mod cluster;
 mod defaults;
 mod failure;
 mod manifests;
+mod nssel;
 mod pinned;
 mod setup;
 mod support;

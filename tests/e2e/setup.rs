@@ -1,6 +1,6 @@
 //! The driver's registration step: `run.sh` calls this one (by exact name) before the suite, and
 //! skips it in the suite itself. Kept in Rust so that the driver and the tests render
-//! `manifests/webhooks.yaml` the same way.
+//! `manifests/base/webhooks.yaml` the same way.
 
 use kube::api::PostParams;
 use serde_json::json;

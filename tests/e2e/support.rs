@@ -102,6 +102,18 @@ pub(crate) async fn namespace(client: &Client, name: &str) -> Api<Service> {
     Api::namespaced(client.clone(), name)
 }
 
+/// Creates the namespace with these labels, or sets them on the existing one (merge patch: other
+/// labels stay).
+pub(crate) async fn labelled_namespace(client: &Client, name: &str, labels: Value) {
+    namespace(client, name).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let patch = json!({"metadata": {"labels": labels}});
+    namespaces
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("label namespace {name}: {e}"));
+}
+
 // === Services ===
 
 /// A ClusterIP Service with a selector and one port; `spec` is merged over that.
@@ -231,7 +243,7 @@ where
 
 // === webhook configurations ===
 
-/// How to render `manifests/webhooks.yaml` for a webhook on loopback.
+/// How to render `manifests/base/webhooks.yaml` for a webhook on loopback.
 pub(crate) struct Render<'a> {
     /// `metadata.name` of both configurations.
     pub(crate) name: &'a str,
@@ -255,10 +267,10 @@ pub(crate) fn yaml_documents(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// `manifests/webhooks.yaml` rendered as the installer would: `clientConfig.service` replaced by a
+/// `manifests/base/webhooks.yaml` rendered as the installer would: `clientConfig.service` replaced by a
 /// URL on loopback, `caBundle` filled in.
 pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
-    let mut docs = yaml_documents(&manifests_dir().join("webhooks.yaml"));
+    let mut docs = yaml_documents(&manifests_dir().join("base/webhooks.yaml"));
     for doc in &mut docs {
         render_one(doc, r);
     }
@@ -309,7 +321,7 @@ pub(crate) async fn apply_webhooks(client: &Client, r: &Render<'_>) {
                     .await
                     .expect("apply ValidatingWebhookConfiguration");
             }
-            other => panic!("unexpected kind {other:?} in manifests/webhooks.yaml"),
+            other => panic!("unexpected kind {other:?} in manifests/base/webhooks.yaml"),
         }
     }
 }
@@ -400,8 +412,64 @@ pub(crate) fn metric(text: &str, prefix: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// POSTs an AdmissionReview v1 for creating `svc` in `namespace` straight to the webhook's
+/// `endpoint` (`/mutate` or `/validate`) over HTTPS (curl, verifying against `ca`), not through an
+/// API server; returns the review's `response`.
+pub(crate) fn review(
+    base_url: &str,
+    ca: &Path,
+    endpoint: &str,
+    namespace: &str,
+    svc: &Service,
+) -> Value {
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "e2e-direct",
+            "kind": {"group": "", "version": "v1", "kind": "Service"},
+            "resource": {"group": "", "version": "v1", "resource": "services"},
+            "name": svc.metadata.name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "e2e"},
+            "object": svc,
+            "dryRun": false,
+        },
+    });
+    let mut child = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("{base_url}{endpoint}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&review).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "POST {endpoint}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("AdmissionReview JSON");
+    answer["response"].clone()
+}
+
 /// Records `pid` for the driver's cleanup trap.
-fn record_pid(name: &str, pid: u32) -> PathBuf {
+pub(crate) fn record_pid(name: &str, pid: u32) -> PathBuf {
     let dir = workdir().join("pids");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.pid"));
@@ -419,14 +487,41 @@ pub(crate) struct Webhook {
     pub(crate) port: u16,
     /// Admin (plain HTTP) address.
     pub(crate) admin: SocketAddr,
-    cidrs: String,
+    cidrs: Option<String>,
     policy: PathBuf,
+    /// `--watch-cluster` with `KUBECONFIG` set to this file.
+    watch: Option<PathBuf>,
+}
+
+/// How [`Webhook::watching`] starts a webhook.
+pub(crate) struct Watching<'a> {
+    /// The kubeconfig of the harness to watch.
+    pub(crate) kubeconfig: &'a Path,
+    /// `--service-cidrs` as well (it wins over the ServiceCIDR watch).
+    pub(crate) cidrs: Option<&'a str>,
+    /// The policy file.
+    pub(crate) policy: &'a Path,
+    /// Wait for `/readyz` (otherwise only for the admin port).
+    pub(crate) wait_ready: bool,
 }
 
 impl Webhook {
     /// Makes certificates in `$E2E_WORKDIR/<name>/certs` and starts the release webhook there with
     /// `policy`, a 1 s reload interval and `--service-cidrs cidrs`.
     pub(crate) fn start(name: &str, cidrs: &str, policy: &Path) -> Self {
+        let mut hook = Self::prepare(name, Some(cidrs), policy, None);
+        hook.spawn(true);
+        hook
+    }
+
+    /// As [`Webhook::start`], but with `--watch-cluster` on the harness of `w.kubeconfig`.
+    pub(crate) fn watching(name: &str, w: &Watching<'_>) -> Self {
+        let mut hook = Self::prepare(name, w.cidrs, w.policy, Some(w.kubeconfig));
+        hook.spawn(w.wait_ready);
+        hook
+    }
+
+    fn prepare(name: &str, cidrs: Option<&str>, policy: &Path, watch: Option<&Path>) -> Self {
         let dir = workdir().join(name);
         let certs = dir.join("certs");
         let out = Command::new(env("E2E_WEBHOOK_BIN"))
@@ -435,28 +530,37 @@ impl Webhook {
             .output()
             .unwrap();
         assert!(out.status.success(), "certs: {out:?}");
-        let mut hook = Webhook {
+        Webhook {
             child: None,
             pid_file: PathBuf::new(),
             dir,
             port: free_port(),
             admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            cidrs: cidrs.to_owned(),
+            cidrs: cidrs.map(str::to_owned),
             policy: policy.to_owned(),
-        };
-        hook.spawn();
-        hook
+            watch: watch.map(Path::to_owned),
+        }
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process; waits for `/readyz` with `wait_ready`, else only for `/healthz`.
+    fn spawn(&mut self, wait_ready: bool) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("webhook.log"))
             .unwrap();
         let certs = self.dir.join("certs");
-        let child = Command::new(env("E2E_WEBHOOK_BIN"))
-            .arg("serve")
+        let mut cmd = Command::new(env("E2E_WEBHOOK_BIN"));
+        cmd.arg("serve");
+        if let Some(cidrs) = &self.cidrs {
+            cmd.arg("--service-cidrs").arg(cidrs);
+        }
+        // Only what this webhook is told: never a KUBECONFIG inherited from the caller.
+        cmd.env_remove("KUBECONFIG");
+        if let Some(kubeconfig) = &self.watch {
+            cmd.arg("--watch-cluster").env("KUBECONFIG", kubeconfig);
+        }
+        let child = cmd
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--admin-listen")
@@ -467,8 +571,6 @@ impl Webhook {
             .arg(certs.join("tls.key"))
             .arg("--policy")
             .arg(&self.policy)
-            .arg("--service-cidrs")
-            .arg(&self.cidrs)
             .arg("--reload-interval")
             .arg("1")
             .stdin(Stdio::null())
@@ -479,14 +581,29 @@ impl Webhook {
         let name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
         self.pid_file = record_pid(&format!("webhook-{name}"), child.id());
         self.child = Some(child);
+        let path = if wait_ready { "/readyz" } else { "/healthz" };
         let deadline = Instant::now() + WAIT;
-        while !matches!(http_get(self.admin, "/readyz"), Ok((200, _))) {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("webhook exited with {status}; see {}", self.dir.display());
-            }
-            assert!(Instant::now() < deadline, "webhook not ready");
+        while !matches!(http_get(self.admin, path), Ok((200, _))) {
+            assert!(
+                self.is_running(),
+                "webhook exited; see {}",
+                self.dir.display()
+            );
+            assert!(Instant::now() < deadline, "webhook: no 200 from {path}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The HTTP status of its `/readyz` (0 when the admin port does not answer).
+    pub(crate) fn readyz(&self) -> u16 {
+        http_get(self.admin, "/readyz").map_or(0, |(status, _)| status)
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -524,8 +641,8 @@ impl Webhook {
     /// Restarts on the same ports with new service CIDRs.
     pub(crate) fn restart(&mut self, cidrs: &str) {
         self.stop();
-        cidrs.clone_into(&mut self.cidrs);
-        self.spawn();
+        self.cidrs = Some(cidrs.to_owned());
+        self.spawn(true);
     }
 }
 
@@ -566,6 +683,47 @@ impl Harness {
     /// Its kubeconfig.
     pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
+    }
+
+    /// Stops only its kube-apiserver (etcd keeps running), much as `tests/apiserver/lib.sh`'s
+    /// `stop_pidfile` does: TERM to the pid in `kube-apiserver.pid` after checking that the
+    /// process's command line names this work dir, then KILL after 5 s (with watch clients
+    /// attached it was seen to take over 20 s to exit; for an outage a crash is as good).
+    /// `restart_apiserver` starts it again.
+    pub(crate) fn stop_apiserver(&self) {
+        let pid_file = self.dir.join("kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy()),
+            "pid {pid} is not this harness's kube-apiserver"
+        );
+        let gone = || {
+            // Exited: no /proc entry, or a zombie its (re)parent has not reaped yet.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        };
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !gone() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !gone() {
+                assert!(
+                    Instant::now() < deadline,
+                    "kube-apiserver {pid} did not stop"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// `restart-apiserver.sh`: same etcd, new service ranges.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Reproducer (webhook bug, not part of make e2e): `serve` never learns namespace labels, so a
-# policy rule's match.namespaceSelector only ever sees kubernetes.io/metadata.name.
+# Reproducer (not part of make e2e): `serve` WITHOUT --watch-cluster never learns namespace labels,
+# so a policy rule's match.namespaceSelector only ever sees kubernetes.io/metadata.name. Fixed by
+# --watch-cluster (Namespace watch), which the Deployment and the e2e driver use; the fixed
+# behaviour is covered by tests/e2e/nssel.rs. Kept to show what a webhook without the watch does.
 #   - matchLabels {exposure: public} never matches a namespace labelled exposure=public;
 #   - NotIn [internal] matches a namespace labelled exposure=internal (as in manifests/policy.yaml).
 # Expected: "pub" denied by public-must-be-dual, "internal" allowed. Prints what happened.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# generate.sh [--rotate | --finish]: the serving certificate of the self-managed overlay.
+#
+#   (no flag)  certs/ (ca.crt, ca.key, tls.crt, tls.key from `dualstack-webhook certs`) unless it
+#              exists already, then cabundle.yaml: a JSON patch that sets clientConfig.caBundle of
+#              the webhook configurations to certs/ca.crt (plus certs/previous-ca.crt while a
+#              rotation is in progress). Idempotent.
+#   --rotate   keeps the current CA as certs/previous-ca.crt and makes a new CA and certificate;
+#              the bundle trusts both, so the API server accepts the old certificate until the
+#              pods serve the new one.
+#   --finish   drops certs/previous-ca.crt: the bundle trusts the new CA only.
+# Then: kubectl apply -k "$(dirname "$0")". certs/ and cabundle.yaml are git-ignored; ca.key
+# never leaves this directory (the Secret carries tls.crt, tls.key and ca.crt only).
+#
+# The binary: $DUALSTACK_WEBHOOK, else dualstack-webhook on PATH, else the repository's
+# target/release (or $CARGO_TARGET_DIR/release) build. Extra SANs: DNS=name1,name2 IP=addr1,...
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+CERTS="$HERE/certs"
+die() { echo "generate.sh: $*" >&2; exit 1; }
+
+mode="${1:-}"
+case "$mode" in "" | --rotate | --finish) ;; *) die "usage: generate.sh [--rotate | --finish]" ;; esac
+
+bin="${DUALSTACK_WEBHOOK:-}"
+if [[ -z "$bin" ]]; then
+  for candidate in "$(command -v dualstack-webhook || true)" \
+    "${CARGO_TARGET_DIR:-$ROOT/target}/release/dualstack-webhook"; do
+    if [[ -n "$candidate" && -x "$candidate" ]]; then bin="$candidate"; break; fi
+  done
+fi
+
+certs() {
+  [[ -n "$bin" && -x "$bin" ]] || die "no dualstack-webhook binary (set DUALSTACK_WEBHOOK or run: cargo build --release)"
+  local args=(certs --out "$CERTS") n
+  IFS=, read -r -a dns <<<"${DNS:-}"
+  IFS=, read -r -a ips <<<"${IP:-}"
+  for n in "${dns[@]}"; do [[ -n "$n" ]] && args+=(--dns "$n"); done
+  for n in "${ips[@]}"; do [[ -n "$n" ]] && args+=(--ip "$n"); done
+  "$bin" "${args[@]}" >/dev/null
+  chmod 600 "$CERTS/ca.key" "$CERTS/tls.key"
+}
+
+case "$mode" in
+  --rotate)
+    [[ -f "$CERTS/ca.crt" ]] || die "nothing to rotate: run generate.sh first"
+    cp "$CERTS/ca.crt" "$CERTS/previous-ca.crt.new"
+    certs
+    mv "$CERTS/previous-ca.crt.new" "$CERTS/previous-ca.crt"
+    ;;
+  --finish) rm -f "$CERTS/previous-ca.crt" ;;
+  *) [[ -f "$CERTS/tls.crt" && -f "$CERTS/tls.key" && -f "$CERTS/ca.crt" ]] || certs ;;
+esac
+
+cas=("$CERTS/ca.crt")
+[[ -f "$CERTS/previous-ca.crt" ]] && cas+=("$CERTS/previous-ca.crt")
+bundle="$(cat "${cas[@]}" | base64 | tr -d '\n')"
+cat >"$HERE/cabundle.yaml.new" <<YAML
+# Written by generate.sh from ${cas[*]##*/} (one webhook per configuration); do not edit.
+- op: replace
+  path: /webhooks/0/clientConfig/caBundle
+  value: $bundle
+YAML
+mv "$HERE/cabundle.yaml.new" "$HERE/cabundle.yaml"
+echo "generate.sh: $CERTS and $HERE/cabundle.yaml ready; now: kubectl apply -k $HERE" >&2
