@@ -130,10 +130,8 @@ async fn audit_judges_stored_services() {
             assert!(rules.contains(rule), "{ns}/{name}: {row}");
         }
         assert_eq!(row["type"], "ClusterIP", "{row}");
-        // Exempt rows leave policy, families and cluster IPs empty: bugs::audit_exempt_rows_show_the_stored_stack.
-        if *verdict != "exempt" {
-            assert!(!row["cluster_ips"].as_array().unwrap().is_empty(), "{row}");
-        }
+        // Every row shows the stored stack, exempt ones too (regressions::audit_exempt_rows_show_the_stored_stack).
+        assert!(!row["cluster_ips"].as_array().unwrap().is_empty(), "{row}");
     }
     // The deny row says what is wrong and what to set, as the webhook's denial would.
     let deny = by_name["e2e-deny/single"];

@@ -19,19 +19,19 @@
 //! - [`audit`]: `dualstack-webhook audit` against seeded Services on a harness of its own.
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
-//! - [`bugs`]: one failing test per open webhook bug (skipped unless `E2E_BUGS=1`).
+//! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod actions;
 mod audit;
 mod bench;
-mod bugs;
 mod cluster;
 mod defaults;
 mod failure;
 mod manifests;
 mod nssel;
 mod pinned;
+mod regressions;
 mod setup;
 mod support;
 mod types;

@@ -15,7 +15,6 @@
 # Env: SERVICE_CIDRS (default 10.96.0.0/16,fd00:10:96::/112), E2E_BENCH_N (300),
 # CARGO_TARGET_DIR (default ./target), KEEP=1, E2E_FAILURE_POLICY (override for the main configs),
 # E2E_WATCH_CLUSTER (1: the main webhook runs with --watch-cluster, the default; 0: --service-cidrs),
-# E2E_BUGS=1 (also run tests/e2e/bugs.rs: one failing test per open webhook bug).
 set -euo pipefail
 E2E="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$E2E/../.." && pwd)"
@@ -127,10 +126,7 @@ case "$MODE" in
   e2e)
     step "run the e2e tests"
     # One at a time: the failure-mode and upgrade tests start processes and harnesses of their own.
-    # bugs:: holds one failing test per open webhook bug (tests/e2e/bugs.rs): E2E_BUGS=1 runs them.
-    skip_bugs=(--skip bugs::)
-    [[ "${E2E_BUGS:-0}" == 1 ]] && skip_bugs=()
-    "$TEST_BIN" --ignored --test-threads=1 --skip setup:: --skip bench:: "${skip_bugs[@]}" "$@"
+    "$TEST_BIN" --ignored --test-threads=1 --skip setup:: --skip bench:: "$@"
     ;;
   bench)
     step "run the latency benchmark"

@@ -1,7 +1,5 @@
-//! Webhook bugs found by the e2e suite, one failing test each, with the diagnosis. `run.sh` skips
-//! this module unless `E2E_BUGS=1` (`E2E_BUGS=1 tests/e2e/run.sh e2e bugs::` runs only these), so
-//! the suite stays green while the fix is pending; when a fix lands, move its test to the module
-//! it belongs to.
+//! Regressions: webhook bugs the e2e suite found, one test each, kept with the diagnosis that led to
+//! the fix (a terminating ServiceCIDR is no range; audit shows an exempt Service's stack).
 
 use std::process::Command;
 
@@ -18,7 +16,7 @@ use crate::support::{self, Harness, create};
 /// `judge_stored`) before the exemption check, e.g. move them into `judge_stored_service` ahead of
 /// `if policy.is_exempt(..)`.
 #[tokio::test]
-#[ignore = "needs the e2e harness: make e2e (E2E_BUGS=1)"]
+#[ignore = "needs the e2e harness: make e2e"]
 async fn audit_exempt_rows_show_the_stored_stack() {
     let harness = Harness::start("bug-audit-apiserver", "10.96.0.0/16,fd00:10:96::/112");
     let client = support::client_for(&harness.kubeconfig()).await;
@@ -62,7 +60,7 @@ async fn audit_exempt_rows_show_the_stored_stack() {
 /// name from `buffer`/`known` instead of inserting it (and publish). Same in `src/audit.rs`: skip
 /// listed ServiceCIDRs with a deletionTimestamp before `from_service_cidr_objects`.
 #[tokio::test]
-#[ignore = "needs the e2e harness: make e2e (E2E_BUGS=1)"]
+#[ignore = "needs the e2e harness: make e2e"]
 async fn terminating_service_cidr_is_still_a_valid_range() {
     use k8s_openapi::api::networking::v1::ServiceCIDR;
     use kube::api::{DeleteParams, PostParams};
