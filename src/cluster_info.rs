@@ -2,7 +2,7 @@
 //! into the [`Cluster`] snapshot and publishes it. The request path only ever reads the latest snapshot;
 //! it never awaits the API server. A lost connection keeps the last snapshot and retries with backoff.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -32,154 +32,121 @@ pub fn spawn(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(watch_namespaces(
-        Api::all(client.clone()),
-        snapshot.clone(),
+    let namespaces = Watch {
+        resource: WatchResource::namespaces,
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    tokio::spawn(namespaces.run(
+        Api::<Namespace>::all(client.clone()),
+        |ns| Some(ns.labels().clone().into_iter().collect::<Labels>()),
+        |known, cluster| Cluster {
+            namespaces: known.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ..cluster.clone()
+        },
         namespaces_listed,
-        metrics.clone(),
-        shutdown.clone(),
     ));
     if static_cidrs {
         cidrs_listed.release();
-    } else {
-        tokio::spawn(watch_service_cidrs(
-            Api::all(client),
-            snapshot,
-            cidrs_listed,
-            metrics,
-            shutdown,
-        ));
+        return;
     }
+    let cidrs = Watch {
+        resource: WatchResource::servicecidrs,
+        snapshot,
+        metrics,
+        shutdown,
+    };
+    tokio::spawn(cidrs.run(
+        Api::<ServiceCIDR>::all(client),
+        usable_cidrs,
+        |known, cluster| Cluster {
+            service_cidrs: ServiceCidrs::from_service_cidr_objects(known),
+            ..cluster.clone()
+        },
+        cidrs_listed,
+    ));
 }
 
-async fn watch_namespaces(
-    api: Api<Namespace>,
+/// One watch: where it publishes, what it counts, when it stops.
+struct Watch {
+    resource: WatchResource,
     snapshot: Arc<ArcSwap<Cluster>>,
-    listed: Latch,
     metrics: Metrics,
     shutdown: CancellationToken,
-) {
-    let mut listed = Some(listed);
-    let mut known: HashMap<String, Labels> = HashMap::new();
-    let mut buffer: HashMap<String, Labels> = HashMap::new();
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = stream.next() => event,
-        };
-        let Some(event) = event else { return };
-        let publish = match event {
-            Ok(Event::Init) => {
-                buffer.clear();
-                false
-            }
-            Ok(Event::InitApply(ns)) => {
-                buffer.insert(ns.name_any(), ns.labels().clone().into_iter().collect());
-                false
-            }
-            Ok(Event::InitDone) => {
-                known = std::mem::take(&mut buffer);
-                info!(namespaces = known.len(), "namespaces listed");
-                if let Some(latch) = listed.take() {
-                    latch.release();
-                }
-                true
-            }
-            Ok(Event::Apply(ns)) => {
-                known.insert(ns.name_any(), ns.labels().clone().into_iter().collect());
-                true
-            }
-            Ok(Event::Delete(ns)) => {
-                known.remove(&ns.name_any());
-                true
-            }
-            Err(error) => {
-                // The watcher retries with backoff; the last snapshot stays in use meanwhile.
-                warn!(%error, "namespace watch failed; retrying with backoff");
-                metrics.watch_error(WatchResource::namespaces);
-                false
-            }
-        };
-        if publish {
-            let namespaces = known.clone();
-            snapshot.rcu(|current| Cluster {
-                namespaces: namespaces.clone(),
-                ..Cluster::clone(current)
-            });
-        }
-    }
 }
 
-async fn watch_service_cidrs(
-    api: Api<ServiceCIDR>,
-    snapshot: Arc<ArcSwap<Cluster>>,
-    listed: Latch,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
-    let mut listed = Some(listed);
-    let mut known: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut buffer: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let stream = watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = stream.next() => event,
-        };
-        let Some(event) = event else { return };
-        let publish = match event {
-            Ok(Event::Init) => {
-                buffer.clear();
-                false
-            }
-            Ok(Event::InitApply(o)) => {
-                if let Some(cidrs) = usable_cidrs(&o) {
-                    buffer.insert(o.name_any(), cidrs);
+impl Watch {
+    /// Keeps `name → extract(object)` for every object (`None` drops it), and after the first
+    /// complete list and every change publishes `fold(objects, current snapshot)`. Errors are logged
+    /// and counted while the watcher retries with backoff; the last snapshot stays in use. A 404 on
+    /// the first list means the API does not exist here: the latch is released and the watch ends.
+    async fn run<K, V>(
+        self,
+        api: Api<K>,
+        extract: impl Fn(&K) -> Option<V>,
+        fold: impl Fn(&BTreeMap<String, V>, &Cluster) -> Cluster,
+        listed: Latch,
+    ) where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+        K::DynamicType: Default,
+    {
+        let mut listed = Some(listed);
+        let mut known: BTreeMap<String, V> = BTreeMap::new();
+        let mut buffer: BTreeMap<String, V> = BTreeMap::new();
+        let stream =
+            watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                event = stream.next() => event,
+            };
+            let Some(event) = event else { return };
+            let changed = match event {
+                Ok(Event::Init) => {
+                    buffer.clear();
+                    false
                 }
-                false
-            }
-            Ok(Event::InitDone) => {
-                known = std::mem::take(&mut buffer);
-                if let Some(latch) = listed.take() {
-                    latch.release();
+                Ok(Event::InitApply(o)) => {
+                    if let Some(v) = extract(&o) {
+                        buffer.insert(o.name_any(), v);
+                    }
+                    false
                 }
-                true
-            }
-            Ok(Event::Apply(o)) => {
-                match usable_cidrs(&o) {
-                    Some(cidrs) => known.insert(o.name_any(), cidrs),
-                    None => known.remove(&o.name_any()),
-                };
-                true
-            }
-            Ok(Event::Delete(o)) => {
-                known.remove(&o.name_any());
-                true
-            }
-            Err(error) if api_missing(&error) && listed.is_some() => {
-                // An API server before 1.33 (or with the API off): fall back to no assumptions.
-                warn!(%error, "the ServiceCIDR API is not served; making no cluster assumptions (use --service-cidrs)");
-                if let Some(latch) = listed.take() {
-                    latch.release();
+                Ok(Event::InitDone) => {
+                    known = std::mem::take(&mut buffer);
+                    info!(resource = ?self.resource, objects = known.len(), "listed");
+                    if let Some(latch) = listed.take() {
+                        latch.release();
+                    }
+                    true
                 }
-                return;
+                Ok(Event::Apply(o)) => {
+                    match extract(&o) {
+                        Some(v) => known.insert(o.name_any(), v),
+                        None => known.remove(&o.name_any()),
+                    };
+                    true
+                }
+                Ok(Event::Delete(o)) => known.remove(&o.name_any()).is_some(),
+                Err(error) if api_missing(&error) && listed.is_some() => {
+                    // e.g. ServiceCIDR before Kubernetes 1.33: no assumptions (use --service-cidrs).
+                    warn!(resource = ?self.resource, %error, "API not served; making no assumptions from it");
+                    if let Some(latch) = listed.take() {
+                        latch.release();
+                    }
+                    return;
+                }
+                Err(error) => {
+                    warn!(resource = ?self.resource, %error, "watch failed; retrying with backoff");
+                    self.metrics.watch_error(self.resource);
+                    false
+                }
+            };
+            if changed {
+                self.snapshot.rcu(|current| fold(&known, current));
             }
-            Err(error) => {
-                warn!(%error, "ServiceCIDR watch failed; retrying with backoff");
-                metrics.watch_error(WatchResource::servicecidrs);
-                false
-            }
-        };
-        if publish {
-            let cidrs = ServiceCidrs::from_service_cidr_objects(&known);
-            info!(cidrs = ?cidrs.as_ref().map(|c| c.nets().to_vec()), "service CIDRs");
-            snapshot.rcu(|current| Cluster {
-                service_cidrs: cidrs.clone(),
-                ..Cluster::clone(current)
-            });
         }
     }
 }
