@@ -132,7 +132,7 @@ impl Watch {
                 Ok(Event::Delete(o)) => known.remove(&o.name_any()).is_some(),
                 Err(error) if api_missing(&error) && listed.is_some() => {
                     // e.g. ServiceCIDR before Kubernetes 1.33: no assumptions (use --service-cidrs).
-                    warn!(resource = ?self.resource, %error, "API not served; making no assumptions from it");
+                    warn!(%error, "the {} API is not served; making no assumptions from it", self.resource.kind());
                     if let Some(latch) = listed.take() {
                         latch.release();
                     }

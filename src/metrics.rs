@@ -97,6 +97,16 @@ pub enum WatchResource {
     namespaces,
 }
 
+impl WatchResource {
+    /// The Kubernetes kind, for messages.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::servicecidrs => "ServiceCIDR",
+            Self::namespaces => "Namespace",
+        }
+    }
+}
+
 /// Labels of `dualstack_webhook_watch_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WatchLabels {

@@ -11,7 +11,8 @@
 FUZZ_TOOLCHAIN ?= nightly
 FUZZ_TARGETS := review engine patch
 FUZZ_SECONDS ?= 300
-# The smoke run: ~25 s of fuzzing in all, after the (cached) build.
+# The smoke run: ~25 s of fuzzing in all, after the (cached) build, from a fixed seed so that a CI
+# run repeats the same mutations (exploration belongs to `make fuzz`).
 FUZZ_SMOKE_SECONDS_review := 10
 FUZZ_SMOKE_SECONDS_engine := 10
 FUZZ_SMOKE_SECONDS_patch := 5
@@ -31,14 +32,14 @@ fuzz-build: fuzz-tools
 
 define fuzz_run
 	@mkdir -p fuzz/corpus/$(1)
-	cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $(1) fuzz/corpus/$(1) $(if $(filter review,$(1)),tests/fixtures) -- \
-	  $(FUZZ_FLAGS) -max_total_time=$(2)
+	cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $(1) fuzz/corpus/$(1) $(if $(filter review,$(1)),tests/fixtures fuzz/regressions/review) -- \
+	  $(FUZZ_FLAGS) -max_total_time=$(2) $(3)
 
 endef
 
 ## fuzz-smoke: every fuzz target for a few seconds (bounded; part of make test)
 fuzz-smoke: fuzz-build
-	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_SMOKE_SECONDS_$(t))))
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_SMOKE_SECONDS_$(t)),-seed=1))
 
 ## fuzz: every fuzz target for FUZZ_SECONDS (default 300) each
 fuzz: fuzz-build

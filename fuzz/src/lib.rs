@@ -69,7 +69,12 @@ pub fn check_review(body: &[u8], policy: &Policy, cluster: &Cluster) {
         // The object as the API server holds it: the `request.object` member. (Not a `Value` of the
         // whole body: serde skips ignored members without checking their UTF-8, so a body that
         // is answered need not be strict JSON everywhere.)
-        let mut object = request_object(body);
+        // A body with an invalid escape (e.g. a lone surrogate) in a member the webhook skips is
+        // still answered: the webhook does not validate what it does not read, and the API server
+        // only ever sends valid JSON. Such an object cannot be patched as a JSON value here.
+        let Some(mut object) = request_object(body) else {
+            continue;
+        };
         let before = object.clone();
         json_patch::patch(&mut object, &ops)
             .unwrap_or_else(|e| panic!("patch does not apply ({e}): {ops:?} to {before}"));
@@ -90,14 +95,13 @@ struct RequestObject<'a> {
     object: Option<&'a serde_json::value::RawValue>,
 }
 
-/// `request.object` of an answered review, as JSON.
-fn request_object(body: &[u8]) -> Value {
-    let review: ReviewObject<'_> = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("answered, but request.object cannot be read ({e})"));
-    review.request.object.map_or(Value::Null, |raw| {
-        serde_json::from_str(raw.get())
-            .unwrap_or_else(|e| panic!("answered, but request.object is not JSON ({e})"))
-    })
+/// `request.object` of an answered review, as JSON; `None` when it is not valid JSON throughout.
+fn request_object(body: &[u8]) -> Option<Value> {
+    let review: ReviewObject<'_> = serde_json::from_slice(body).ok()?;
+    match review.request.object {
+        None => Some(Value::Null),
+        Some(raw) => serde_json::from_str(raw.get()).ok(),
+    }
 }
 
 /// Builds the patch for `mutation`, applies it to `object` as the API server would, and checks that
