@@ -26,9 +26,12 @@ done
 [[ -x $bin ]] || { echo "fixtures.sh: $bin not built (cargo build --release)" >&2; exit 2; }
 
 free_port() {
-  local port
+  # Below the kernel's ephemeral range: a port in it can be taken at any moment as the local end of
+  # an outgoing connection, so "free now" would not last until the server binds it.
+  local port lo=10000 hi=30000 eph
+  if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph > 12000)); then hi=$eph; fi
   for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((lo + RANDOM % (hi - lo)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
   done
   echo "fixtures.sh: no free port found" >&2; exit 2
