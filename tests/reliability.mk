@@ -49,5 +49,8 @@ fuzz: fuzz-build
 ## from here: advisories are checked only where it is, and never block.
 deny:
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
+	# cargo deny reads the metadata of every platform's dependencies: fetch them first (crates.io is
+	# reachable; only the advisory database on GitHub is not).
+	$(CARGO) fetch --locked
 	cargo deny --offline check bans licenses sources
 	-cargo deny check advisories
