@@ -178,8 +178,8 @@ pub fn judge_stored_service(
     stored: &Service,
 ) -> Row {
     let mut row = Row::new(source, stored);
-    row.show_stack(stored);
     if policy.is_exempt(&row.namespace) {
+        row.show_stack(stored);
         row.verdict = "exempt";
         return row;
     }
