@@ -2,10 +2,10 @@
 
 use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::engine::Mutation;
+use crate::json_text::string;
 
 /// The JSON Patch that applies `mutation` to a Service. `has_spec`: the object has a `spec` map (when
 /// it has none, the patch adds an empty one first, since `add` needs the parent to exist).
@@ -46,53 +46,57 @@ pub fn to_json(mutation: &Mutation, has_spec: bool) -> Vec<u8> {
     if !mutation.is_empty() {
         let mut first = true;
         if !has_spec {
-            write_add(&mut out, &mut first, "/spec", EmptyMap {});
+            write_add(&mut out, &mut first, "/spec", |out| {
+                out.extend_from_slice(b"{}")
+            });
         }
         if let Some(ip) = &mutation.cluster_ip {
-            write_add(&mut out, &mut first, "/spec/clusterIP", ip);
+            write_add(&mut out, &mut first, "/spec/clusterIP", |out| {
+                string(out, ip)
+            });
         }
         if let Some(ips) = &mutation.cluster_ips {
-            write_add(&mut out, &mut first, "/spec/clusterIPs", ips);
+            write_add(&mut out, &mut first, "/spec/clusterIPs", |out| {
+                list(out, ips.iter().map(String::as_str));
+            });
         }
         if let Some(policy) = mutation.ip_family_policy {
-            write_add(
-                &mut out,
-                &mut first,
-                "/spec/ipFamilyPolicy",
-                policy.as_str(),
-            );
+            write_add(&mut out, &mut first, "/spec/ipFamilyPolicy", |out| {
+                string(out, policy.as_str());
+            });
         }
         if let Some(families) = &mutation.ip_families {
-            write_add(&mut out, &mut first, "/spec/ipFamilies", families);
+            write_add(&mut out, &mut first, "/spec/ipFamilies", |out| {
+                list(out, families.iter().map(|f| f.as_str()));
+            });
         }
     }
     out.push(b']');
     out
 }
 
-/// `{}` (what `json!({})` serialises to).
-#[derive(Serialize)]
-struct EmptyMap {}
-
 /// One `add` operation, in json_patch's field order.
-#[derive(Serialize)]
-struct Add<'a, V> {
-    op: &'static str,
-    path: &'a str,
-    value: V,
-}
-
-fn write_add<V: Serialize>(out: &mut Vec<u8>, first: &mut bool, path: &str, value: V) {
+fn write_add(out: &mut Vec<u8>, first: &mut bool, path: &str, value: impl FnOnce(&mut Vec<u8>)) {
     if !std::mem::take(first) {
         out.push(b',');
     }
-    let op = Add {
-        op: "add",
-        path,
-        value,
-    };
-    // Writing plain strings and lists into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &op);
+    out.extend_from_slice(b"{\"op\":\"add\",\"path\":");
+    string(out, path);
+    out.extend_from_slice(b",\"value\":");
+    value(out);
+    out.push(b'}');
+}
+
+/// A JSON array of strings.
+fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>) {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, item);
+    }
+    out.push(b']');
 }
 
 fn add(tokens: &[&str], value: Value) -> PatchOperation {

@@ -199,6 +199,17 @@ impl Policy {
             .iter()
             .any(|g| glob_matches(g, namespace))
     }
+
+    /// Whether a rule selects Services by their labels: if none does (no `objectSelector`, or `{}`,
+    /// which matches any labels), a review need not keep the Service's labels.
+    pub fn reads_object_labels(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.match_
+                .object_selector
+                .as_ref()
+                .is_some_and(|s| !s.match_labels.is_empty() || !s.match_expressions.is_empty())
+        })
+    }
 }
 
 fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {

@@ -189,3 +189,29 @@ rules:
         "empty match is any"
     );
 }
+
+/// Reviews keep the Services' labels only for a policy that selects on them.
+#[test]
+fn reads_object_labels_only_with_a_non_empty_object_selector() {
+    let rule = |select: &str| format!("rules: [{{name: r, match: {{{select}}}, action: Warn}}]\n");
+    assert!(!parse("").unwrap().reads_object_labels());
+    assert!(
+        !parse(&rule("namespaces: [a]"))
+            .unwrap()
+            .reads_object_labels()
+    );
+    assert!(
+        !parse(&rule("objectSelector: {}"))
+            .unwrap()
+            .reads_object_labels()
+    );
+    assert!(
+        parse(&rule("objectSelector: {matchLabels: {app: web}}"))
+            .unwrap()
+            .reads_object_labels()
+    );
+    let exists = "objectSelector: {matchExpressions: [{key: app, operator: Exists}]}";
+    assert!(parse(&rule(exists)).unwrap().reads_object_labels());
+    let example = Policy::from_yaml(include_str!("../../manifests/policy.yaml")).unwrap();
+    assert!(!example.reads_object_labels());
+}
