@@ -82,15 +82,24 @@ impl LabelSelectorRequirement {
 
 /// Shell-style glob over a namespace name: `*` is any run of characters, `?` is one character.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    // Namespace names are ASCII (DNS labels): match bytes, without allocating. Otherwise `?` must
+    // match one character, not one byte.
+    if pattern.is_ascii() && name.is_ascii() {
+        return glob(pattern.as_bytes(), name.as_bytes(), b'?', b'*');
+    }
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    // Iterative matcher with one backtrack point: linear in practice, no recursion on hostile input.
+    glob(&p, &n, '?', '*')
+}
+
+/// Iterative matcher with one backtrack point: linear in practice, no recursion on hostile input.
+fn glob<T: PartialEq>(p: &[T], n: &[T], any_one: T, any_run: T) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == any_one || p[pi] == n[ni]) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any_run {
             star = Some((pi, ni));
             pi += 1;
         } else if let Some((sp, sn)) = star {
@@ -101,7 +110,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == any_run)
 }
 
 #[cfg(test)]
@@ -138,6 +147,10 @@ mod tests {
             ("*a*b", "xaxxb", true),
             ("*a*b", "xaxxbc", false),
             ("kube-system", "kube-system", true),
+            // `?` is one character, also where a character is several bytes.
+            ("caf?", "café", true),
+            ("caf??", "café", false),
+            ("*é", "café", true),
         ];
         for (pattern, name, want) in cases {
             assert_eq!(glob_matches(pattern, name), want, "{pattern} vs {name}");
