@@ -68,9 +68,31 @@ impl fmt::Display for Rejection {
 }
 
 /// The defaults that apply to one Service, with where each came from.
-struct Defaults {
-    policy: Option<(IpFamilyPolicy, String)>,
-    families: Option<(Vec<IpFamily>, String)>,
+struct Defaults<'p> {
+    policy: Option<(IpFamilyPolicy, Source<'p>)>,
+    families: Option<(&'p [IpFamily], Source<'p>)>,
+}
+
+/// Why a field got its value, as the audit annotation says it.
+#[derive(Clone, Copy)]
+enum Source<'p> {
+    PolicyDefaults,
+    RuleDefaults(&'p str),
+    /// R3.9: two families or IPs under SingleStack are refused; the client asked for both.
+    PinnedTwo,
+    /// R3.10: the pinned IPs decide the families.
+    FollowingPinnedIps,
+}
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PolicyDefaults => f.write_str("policy defaults"),
+            Self::RuleDefaults(name) => write!(f, "defaults of rule {name:?}"),
+            Self::PinnedTwo => f.write_str("two families or IPs pinned by the client"),
+            Self::FollowingPinnedIps => f.write_str("following the pinned clusterIPs"),
+        }
+    }
 }
 
 /// CREATE (and ExternalName → another type, which the API server allocates like a create, R4.1).
@@ -151,7 +173,7 @@ fn restore_dropped_fields(
     {
         decision.changes.push(format!(
             "ipFamilies={} restored from the stored Service (absent on UPDATE means unchanged)",
-            list(&families)
+            List(&families)
         ));
         m.ip_families = Some(families);
     }
@@ -243,7 +265,7 @@ fn upgrade_if_opted_in(
         changes: vec![format!(
             "upgraded to dual-stack by rule {:?} (upgradeExisting): ipFamilyPolicy={p}, ipFamilies={}",
             rule.name,
-            list(&families)
+            List(&families)
         )],
         warnings: vec![format!(
             "rule {:?} added {secondary} to this Service (upgradeExisting)",
@@ -261,7 +283,7 @@ fn upgrade_if_opted_in(
 /// Fill what the client left unset on CREATE. Each step keeps the object acceptable (R1.7–R1.8, R3.9–R3.16).
 fn fill_unset(
     spec: &ServiceSpec,
-    d: &Defaults,
+    d: &Defaults<'_>,
     cidrs: Option<&ServiceCidrs>,
     decision: &mut Decision,
 ) {
@@ -295,12 +317,11 @@ fn fill_unset(
     let chosen_policy = match (client_policy, &d.policy) {
         (Some(_), _) | (None, None) => None,
         (None, Some((p, source))) => {
-            let mut p = *p;
-            let mut why = source.clone();
+            let (mut p, mut why) = (*p, *source);
             if p == IpFamilyPolicy::SingleStack && wants_two {
                 // R3.9 refuses SingleStack with two families or IPs; the client asked for both.
                 p = IpFamilyPolicy::RequireDualStack;
-                why = "two families or IPs pinned by the client".into();
+                why = Source::PinnedTwo;
             }
             if p == IpFamilyPolicy::RequireDualStack
                 && cidrs.is_some_and(|c| !c.is_dual())
@@ -308,9 +329,12 @@ fn fill_unset(
             {
                 // R3.13 refuses RequireDualStack on a single-stack cluster; PreferDualStack is the nearest.
                 p = IpFamilyPolicy::PreferDualStack;
-                why = format!("{why}; RequireDualStack is refused on this single-stack cluster");
+                changes.push(format!(
+                    "ipFamilyPolicy={p} ({why}; RequireDualStack is refused on this single-stack cluster)"
+                ));
+            } else {
+                changes.push(format!("ipFamilyPolicy={p} ({why})"));
             }
-            changes.push(format!("ipFamilyPolicy={p} ({why})"));
             m.ip_family_policy = Some(p);
             Some(p)
         }
@@ -327,12 +351,10 @@ fn fill_unset(
             IpFamilyPolicy::SingleStack
         });
     let families = if !pinned.is_empty() {
-        families_of_pinned(&pinned, effective, cidrs)
-            .map(|f| (f, "following the pinned clusterIPs".to_owned()))
+        families_of_pinned(&pinned, effective, cidrs).map(|f| (f, Source::FollowingPinnedIps))
     } else {
-        d.families.as_ref().and_then(|(order, source)| {
-            families_from_order(order, effective, cidrs, selectorless_headless)
-                .map(|f| (f, source.clone()))
+        d.families.and_then(|(order, source)| {
+            families_from_order(order, effective, cidrs, selectorless_headless).map(|f| (f, source))
         })
     };
     if let Some((families, why)) = families {
@@ -340,7 +362,7 @@ fn fill_unset(
         if families.len() == 2 && !effective.is_dual() {
             return;
         }
-        changes.push(format!("ipFamilies={} ({why})", list(&families)));
+        changes.push(format!("ipFamilies={} ({why})", List(&families)));
         m.ip_families = Some(families);
     }
 }
@@ -441,35 +463,33 @@ fn preflight(
 }
 
 /// `spec.defaults`, overridden field by field by the first matching rule that has defaults.
-fn effective_defaults(
-    policy: &Policy,
+fn effective_defaults<'p>(
+    policy: &'p Policy,
     cluster: &Cluster,
     namespace: &str,
     object: &Service,
-) -> Defaults {
+) -> Defaults<'p> {
     let rules = matching_rules(policy, cluster, namespace, object, None);
     let rule = rules
         .iter()
         .find_map(|r| r.defaults.as_ref().map(|d| (r, d)));
-    let from_rule = |name: &str| format!("defaults of rule {name:?}");
     let global = &policy.defaults;
     Defaults {
         policy: match rule {
-            Some((r, d)) if d.ip_family_policy.is_some() => {
-                d.ip_family_policy.map(|p| (p, from_rule(&r.name)))
-            }
-            _ => global
+            Some((r, d)) if d.ip_family_policy.is_some() => d
                 .ip_family_policy
-                .map(|p| (p, "policy defaults".to_owned())),
+                .map(|p| (p, Source::RuleDefaults(&r.name))),
+            _ => global.ip_family_policy.map(|p| (p, Source::PolicyDefaults)),
         },
         families: match rule {
-            Some((r, d)) if d.ip_families.is_some() => {
-                d.ip_families.clone().map(|f| (f, from_rule(&r.name)))
-            }
+            Some((r, d)) if d.ip_families.is_some() => d
+                .ip_families
+                .as_deref()
+                .map(|f| (f, Source::RuleDefaults(&r.name))),
             _ => global
                 .ip_families
-                .clone()
-                .map(|f| (f, "policy defaults".to_owned())),
+                .as_deref()
+                .map(|f| (f, Source::PolicyDefaults)),
         },
     }
 }
@@ -482,7 +502,17 @@ fn denied(object: &Service, namespace: &str, rejection: Rejection) -> Decision {
 }
 
 /// `[IPv6,IPv4]`.
-pub(super) fn list(families: &[IpFamily]) -> String {
-    let names: Vec<&str> = families.iter().map(|f| f.as_str()).collect();
-    format!("[{}]", names.join(","))
+pub(super) struct List<'a>(pub(super) &'a [IpFamily]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, family) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(family.as_str())?;
+        }
+        f.write_str("]")
+    }
 }
