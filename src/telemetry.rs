@@ -1,20 +1,38 @@
-//! Logging: tracing-subscriber with an `EnvFilter` (`RUST_LOG`, default `info`), plain or JSON lines.
+//! Logging: tracing-subscriber with an `EnvFilter` (`RUST_LOG`, default `info`), plain or JSON lines,
+//! collected in memory and written to stderr in batches by a background thread, so that no review
+//! waits on a write (or wakes a thread) to log.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Called once, by `serve`.
-pub fn init(format: LogFormat) {
+/// How often the writer thread writes out what was logged (at most this late in the log).
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// Past this many buffered bytes the writer thread is woken at once; past [`MAX_BUFFERED`] the
+/// logging thread writes the batch itself (a stuck stderr then slows logging down, as a direct write
+/// would, instead of growing memory).
+const WAKE_AT: usize = 64 * 1024;
+const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+
+/// Installs the global subscriber. Called once, by `serve`; keep the guard until the end: dropping
+/// it writes out what is buffered.
+pub fn init(format: LogFormat) -> LogWriterGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: escape codes in container logs are noise (and cost per line).
     let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = BatchWriter::spawn(std::io::stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // A second init (tests) fails harmlessly: the first subscriber stays.
     let _ = match format {
         LogFormat::Plain => builder.try_init(),
@@ -24,4 +42,215 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .try_init(),
     };
+    guard
+}
+
+/// Where log lines go: an in-memory batch that a background thread writes out every
+/// [`FLUSH_EVERY`]. The fmt layer formats a whole line and then writes it once, so lines never
+/// interleave.
+#[derive(Clone)]
+pub struct BatchWriter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    batch: Mutex<Vec<u8>>,
+    wake: Condvar,
+    stopping: AtomicBool,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+/// Stops the writer thread and writes out the last batch when dropped.
+pub struct LogWriterGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchWriter {
+    /// A writer into `out` (stderr in production, a buffer in tests) and the guard of its thread.
+    pub fn spawn<W: Write + Send + 'static>(out: impl FnOnce() -> W) -> (Self, LogWriterGuard) {
+        let shared = Arc::new(Shared {
+            batch: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            out: Mutex::new(Box::new(out())),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("log-writer".into())
+                .spawn(move || shared.run())
+                .ok()
+        };
+        let guard = LogWriterGuard {
+            shared: Arc::clone(&shared),
+            thread,
+        };
+        (Self { shared }, guard)
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut spare = Vec::with_capacity(WAKE_AT);
+        loop {
+            let batch = lock(&self.batch);
+            let (batch, _) = self
+                .wake
+                .wait_timeout(batch, FLUSH_EVERY)
+                .unwrap_or_else(PoisonError::into_inner);
+            let stopping = self.stopping.load(Ordering::Acquire);
+            self.write_out(batch, &mut spare);
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Takes the batch (leaving `spare`'s allocation in its place) and writes it. The output is
+    /// locked before the batch is let go, so batches are written in the order they were taken.
+    fn write_out(&self, mut batch: MutexGuard<'_, Vec<u8>>, spare: &mut Vec<u8>) {
+        if batch.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut *batch, spare);
+        let mut out = lock(&self.out);
+        drop(batch);
+        // Nowhere to report a failed write to stderr; the lines are dropped, as eprintln! would.
+        let _ = out.write_all(spare).and_then(|()| out.flush());
+        spare.clear();
+    }
+}
+
+impl Drop for LogWriterGuard {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Lines logged after the thread's last batch (or without a thread at all).
+        self.shared
+            .write_out(lock(&self.shared.batch), &mut Vec::new());
+    }
+}
+
+/// One line's writer: appends to the batch.
+pub struct LineWriter<'a> {
+    shared: &'a Shared,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut batch = lock(&self.shared.batch);
+        batch.extend_from_slice(line);
+        if batch.len() >= MAX_BUFFERED {
+            // The writer thread is not keeping up: write this batch here (logging slows down,
+            // memory stays bounded).
+            self.shared.write_out(batch, &mut Vec::new());
+        } else if batch.len() >= WAKE_AT {
+            self.shared.wake.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            shared: &self.shared,
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while logging; the bytes are still bytes.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Write` into a shared buffer, to see what reached "stderr".
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn written(sink: &Sink) -> String {
+        String::from_utf8(lock(&sink.0).clone()).unwrap()
+    }
+
+    #[test]
+    fn lines_reach_the_output_within_the_flush_interval() {
+        let sink = Sink::default();
+        let (writer, _guard) = BatchWriter::spawn({
+            let sink = sink.clone();
+            move || sink
+        });
+        writer.make_writer().write_all(b"one\n").unwrap();
+        writer.make_writer().write_all(b"two\n").unwrap();
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 40;
+        while written(&sink) != "one\ntwo\n" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not written: {:?}",
+                written(&sink)
+            );
+            std::thread::sleep(FLUSH_EVERY / 5);
+        }
+    }
+
+    #[test]
+    fn dropping_the_guard_writes_out_every_line_in_order() {
+        let sink = Sink::default();
+        let (writer, guard) = BatchWriter::spawn({
+            let sink = sink.clone();
+            move || sink
+        });
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        let line = format!("{t} {i}\n");
+                        writer.make_writer().write_all(line.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(guard);
+        let out = written(&sink);
+        assert_eq!(out.lines().count(), 20_000, "a line was lost");
+        for t in 0..4 {
+            let mine: Vec<usize> = out
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{t} ")))
+                .map(|i| i.parse().unwrap())
+                .collect();
+            assert_eq!(
+                mine,
+                (0..5000).collect::<Vec<_>>(),
+                "thread {t}'s lines out of order"
+            );
+        }
+    }
 }
