@@ -16,16 +16,6 @@ pub enum Endpoint {
     validate,
 }
 
-impl Endpoint {
-    /// The endpoint's name, as in the metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::mutate => "mutate",
-            Self::validate => "validate",
-        }
-    }
-}
-
 /// What the webhook did with a review.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]

@@ -141,32 +141,33 @@ async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
 fn log(endpoint: Endpoint, answer: &Answer) {
     let s = &answer.summary;
     let (uid, namespace, name, operation) = (&*s.uid, &*s.namespace, &*s.name, &*s.operation);
-    let endpoint = endpoint.as_str();
     let dry_run = s.dry_run;
     match (&answer.outcome, &s.denied) {
-        (Outcome::denied, Some(message)) => {
-            info!(endpoint, uid, namespace, name, operation, dry_run, %message, "denied");
+        (Outcome::denied, Some(denial)) => {
+            info!(?endpoint, uid, namespace, name, operation, dry_run, %denial, "denied");
         }
-        (Outcome::patched, _) => info!(
-            endpoint,
-            uid, namespace, name, operation, dry_run, "patched"
-        ),
-        (Outcome::warned, _) => {
+        (Outcome::patched, _) => {
             info!(
-                endpoint,
-                uid, namespace, name, operation, dry_run, "allowed with warnings"
+                ?endpoint,
+                uid, namespace, name, operation, dry_run, "patched"
+            );
+        }
+        (Outcome::warned, _) => {
+            let warned = "allowed with warnings";
+            info!(
+                ?endpoint,
+                uid, namespace, name, operation, dry_run, "{warned}"
             );
         }
         _ => debug!(
-            endpoint,
+            ?endpoint,
             uid, namespace, name, operation, dry_run, "allowed"
         ),
     }
 }
 
 fn refuse(state: &AppState, endpoint: Endpoint, status: StatusCode, reason: String) -> Response {
-    let endpoint_name = endpoint.as_str();
-    warn!(endpoint = endpoint_name, %status, %reason, "not an AdmissionReview");
+    warn!(?endpoint, %status, %reason, "not an AdmissionReview");
     state
         .metrics
         .review(endpoint, "unknown", Outcome::invalid, 0.0);

@@ -2,14 +2,20 @@
 //! collected in memory and written to stderr in batches by a background thread, so that no review
 //! waits on a write (or wakes a thread) to log.
 
+use std::fmt::{self, Write as _};
 use std::io::{IsTerminal as _, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+
+use crate::json_text::plain_run;
 
 use crate::config::LogFormat;
 
@@ -35,7 +41,10 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
         .with_writer(writer);
     // A second init (tests) fails harmlessly: the first subscriber stays.
     let _ = match format {
-        LogFormat::Plain => builder.try_init(),
+        // The fields as `name=value`, strings quoted, control characters escaped (a request
+        // cannot break a line or colour a terminal), without the default formatter's per-field
+        // styling machinery, which costs even with colours off.
+        LogFormat::Plain => builder.fmt_fields(PlainFields).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -169,6 +178,82 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     }
 }
 
+/// The plain format's fields: `message name="string" name=value ...`.
+struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    /// Writes ` name=value`; `checked`: the value is known to hold no control character.
+    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>, checked: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let name = field.name();
+        self.result = match (name, checked) {
+            ("message", true) => write!(self.writer, "{separator}{value}"),
+            ("message", false) => write!(NoControl(&mut self.writer), "{separator}{value}"),
+            (_, true) => write!(self.writer, "{separator}{name}={value}"),
+            (_, false) => write!(NoControl(&mut self.writer), "{separator}{name}={value}"),
+        };
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // Most strings (uids, names) are plain ASCII: quoted as they are, without Debug's per-char work.
+        if value.is_ascii() && plain_run(value.as_bytes(), 0) == value.len() {
+            self.write(field, format_args!("\"{value}\""), true);
+        } else {
+            self.write(field, format_args!("{value:?}"), false);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.write(field, format_args!("{value}"), true);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, format_args!("{value:?}"), false);
+    }
+}
+
+/// Writes through, with control characters (newline, ESC ...) written as escapes.
+struct NoControl<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for NoControl<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some((at, c)) = rest.char_indices().find(|(_, c)| c.is_control()) {
+            self.0.write_str(&rest[..at])?;
+            write!(self.0, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
 /// A poisoned lock only means another thread panicked while logging; the bytes are still bytes.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -194,6 +279,43 @@ mod tests {
 
     fn written(sink: &Sink) -> String {
         String::from_utf8(lock(&sink.0).clone()).unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut out = String::new();
+        write!(NoControl(&mut out), "a\nb\u{1b}[31mc\u{7f}d é").unwrap();
+        assert_eq!(out, "a\\nb\\u{1b}[31mc\\u{7f}d é");
+    }
+
+    /// What a plain line says, with a request's hostile strings in it.
+    #[test]
+    fn plain_fields_quote_strings_and_escape_control_characters() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let sink = Sink::default();
+        let (writer, guard) = BatchWriter::spawn({
+            let sink = sink.clone();
+            move || sink
+        });
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .fmt_fields(PlainFields)
+                .with_writer(writer),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let (uid, name) = ("a-1", "we\u{1b}[31mb\nINFO forged");
+            let reason = "line\nbreak";
+            tracing::info!(uid, name, dry_run = true, %reason, "denied");
+        });
+        drop(guard);
+        assert_eq!(
+            written(&sink),
+            " INFO denied uid=\"a-1\" name=\"we\\u{1b}[31mb\\nINFO forged\" dry_run=true reason=line\\nbreak\n"
+        );
     }
 
     #[test]
