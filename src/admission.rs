@@ -199,28 +199,29 @@ struct StatusOut {
     message: String,
 }
 
-/// An answered review: the encoded AdmissionReview and a summary for logs and metrics.
+/// An answered review: the encoded AdmissionReview and a summary for logs and metrics (borrowing
+/// from the request body).
 #[derive(Debug)]
-pub struct Answer {
+pub struct Answer<'a> {
     /// The response AdmissionReview, JSON.
     pub body: Vec<u8>,
     /// What the webhook did.
     pub outcome: Outcome,
     /// Summary for logs.
-    pub summary: Summary,
+    pub summary: Summary<'a>,
 }
 
 /// What a review was about, for the review's log span.
 #[derive(Debug, Default, Clone)]
-pub struct Summary {
+pub struct Summary<'a> {
     /// `request.uid`.
-    pub uid: String,
+    pub uid: Cow<'a, str>,
     /// `request.namespace`.
-    pub namespace: String,
+    pub namespace: Cow<'a, str>,
     /// `request.name` (empty with generateName).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// `request.operation`.
-    pub operation: String,
+    pub operation: Cow<'a, str>,
     /// `request.dryRun`.
     pub dry_run: bool,
     /// The denial message, if denied.
@@ -235,12 +236,12 @@ pub fn fast_path_disagreement(body: &[u8]) -> Option<String> {
 }
 
 /// Answers one AdmissionReview body for an endpoint.
-pub fn review(
+pub fn review<'a>(
     endpoint: Endpoint,
-    body: &[u8],
+    body: &'a [u8],
     policy: &Policy,
     cluster: &Cluster,
-) -> Result<Answer, ReviewError> {
+) -> Result<Answer<'a>, ReviewError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
@@ -261,12 +262,12 @@ pub fn review(
     answer(endpoint, review, policy, cluster)
 }
 
-fn answer<O: ObjectIn>(
+fn answer<'a, O: ObjectIn>(
     endpoint: Endpoint,
-    review: ReviewIn<'_, O>,
+    review: ReviewIn<'a, O>,
     policy: &Policy,
     cluster: &Cluster,
-) -> Result<Answer, ReviewError> {
+) -> Result<Answer<'a>, ReviewError> {
     let api_version = VERSIONS
         .iter()
         .find(|v| **v == review.api_version)
@@ -279,10 +280,10 @@ fn answer<O: ObjectIn>(
         return Err(ReviewError::NoUid);
     }
     let summary = Summary {
-        uid: req.uid.clone().into_owned(),
-        namespace: req.namespace.clone().into_owned(),
-        name: req.name.clone().into_owned(),
-        operation: req.operation.clone().into_owned(),
+        uid: req.uid.clone(),
+        namespace: req.namespace.clone(),
+        name: req.name.clone(),
+        operation: req.operation.clone(),
         dry_run: req.dry_run.unwrap_or(false),
         denied: None,
     };
@@ -348,13 +349,13 @@ enum Decided {
     },
 }
 
-fn encode(
+fn encode<'a>(
     api_version: &str,
     uid: &str,
     endpoint: Endpoint,
     decided: Decided,
-    mut summary: Summary,
-) -> Answer {
+    mut summary: Summary<'a>,
+) -> Answer<'a> {
     let mut response = ResponseOut {
         uid,
         allowed: true,

@@ -128,7 +128,7 @@ async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
         Ok(answer) => {
             let seconds = started.elapsed().as_secs_f64();
             log(endpoint, &answer);
-            let op = answer.summary.operation.as_str();
+            let op = &*answer.summary.operation;
             state.metrics.review(endpoint, op, answer.outcome, seconds);
             ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
         }
@@ -138,7 +138,7 @@ async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
 
 /// Logs the decision as one event that carries the request's endpoint, uid, namespace, name and
 /// operation (no span: making one per review, with its fields, cost more than the decision).
-fn log(endpoint: Endpoint, answer: &Answer) {
+fn log(endpoint: Endpoint, answer: &Answer<'_>) {
     let s = &answer.summary;
     let (uid, namespace, name, operation) = (&*s.uid, &*s.namespace, &*s.name, &*s.operation);
     let dry_run = s.dry_run;

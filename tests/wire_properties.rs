@@ -139,13 +139,9 @@ fn mutate(
     policy: &Policy,
     cluster: &Cluster,
 ) -> Result<(Value, Value), TestCaseError> {
-    let answer = admission::review(
-        Endpoint::mutate,
-        &review(namespace, object),
-        policy,
-        cluster,
-    )
-    .map_err(|e| TestCaseError::fail(format!("not answered: {e}")))?;
+    let body = review(namespace, object);
+    let answer = admission::review(Endpoint::mutate, &body, policy, cluster)
+        .map_err(|e| TestCaseError::fail(format!("not answered: {e}")))?;
     let out: Value = serde_json::from_slice(&answer.body).unwrap();
     let response = out["response"].clone();
     prop_assert_eq!(&response["uid"], "u-1");
@@ -226,12 +222,8 @@ fn an_array_as_request_object_is_not_a_service() {
     let policy = Policy::from_yaml(EXAMPLE_POLICY).unwrap();
     let cluster = Cluster::with_cidrs(Some(ServiceCidrs::parse(CLUSTERS[2]).unwrap()));
     let object = json!([{"name": "web", "namespace": "apps"}, {"type": "ClusterIP"}]);
-    let result = admission::review(
-        Endpoint::mutate,
-        &review("apps", &object),
-        &policy,
-        &cluster,
-    );
+    let body = review("apps", &object);
+    let result = admission::review(Endpoint::mutate, &body, &policy, &cluster);
     assert!(
         matches!(result, Err(admission::ReviewError::Object("object", _))),
         "{:?}",

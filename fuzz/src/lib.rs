@@ -52,7 +52,7 @@ pub fn check_review(body: &[u8], policy: &Policy, cluster: &Cluster) {
         assert_eq!(out["kind"], "AdmissionReview", "{out}");
         assert_eq!(
             response["uid"].as_str(),
-            Some(answer.summary.uid.as_str()),
+            Some(&*answer.summary.uid),
             "{out}"
         );
         assert!(response["allowed"].is_boolean(), "{out}");

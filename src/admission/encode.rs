@@ -36,8 +36,10 @@ fn response(out: &mut Vec<u8>, r: &ResponseOut<'_>) {
         string(out, patch_type);
     }
     if let Some(patch) = &r.patch {
-        out.extend_from_slice(b",\"patch\":");
-        string(out, patch);
+        // Base64: its alphabet never needs an escape.
+        out.extend_from_slice(b",\"patch\":\"");
+        out.extend_from_slice(patch.as_bytes());
+        out.push(b'"');
     }
     if !r.warnings.is_empty() {
         out.extend_from_slice(b",\"warnings\":[");

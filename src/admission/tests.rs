@@ -215,13 +215,8 @@ fn dry_run_is_judged_like_a_real_request() {
     let mut v: Value = serde_json::from_slice(&body).unwrap();
     let (real, _) = answer(Endpoint::mutate, &body);
     v["request"]["dryRun"] = json!(true);
-    let a = review(
-        Endpoint::mutate,
-        &serde_json::to_vec(&v).unwrap(),
-        &policy(),
-        &cluster("v4v6"),
-    )
-    .unwrap();
+    let dry_body = serde_json::to_vec(&v).unwrap();
+    let a = review(Endpoint::mutate, &dry_body, &policy(), &cluster("v4v6")).unwrap();
     assert!(a.summary.dry_run);
     let dry: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(real, dry);

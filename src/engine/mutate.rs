@@ -88,6 +88,13 @@ impl fmt::Display for Source<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PolicyDefaults => f.write_str("policy defaults"),
+            // As `{name:?}` writes it; a plain name (the usual case) needs no per-character work.
+            Self::RuleDefaults(name)
+                if name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                    && !name.contains(['"', '\\']) =>
+            {
+                write!(f, "defaults of rule \"{name}\"")
+            }
             Self::RuleDefaults(name) => write!(f, "defaults of rule {name:?}"),
             Self::PinnedTwo => f.write_str("two families or IPs pinned by the client"),
             Self::FollowingPinnedIps => f.write_str("following the pinned clusterIPs"),
@@ -514,5 +521,30 @@ impl fmt::Display for List<'_> {
             f.write_str(family.as_str())?;
         }
         f.write_str("]")
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::Source;
+
+    /// The fast form of a rule's name is exactly what `{:?}` writes.
+    #[test]
+    fn rule_names_are_quoted_as_debug_quotes_them() {
+        for name in [
+            "lb",
+            "public lb-2",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "é",
+            "",
+            "new\nline",
+        ] {
+            assert_eq!(
+                Source::RuleDefaults(name).to_string(),
+                format!("defaults of rule {name:?}")
+            );
+        }
     }
 }
