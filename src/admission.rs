@@ -1,7 +1,9 @@
 //! The AdmissionReview wire format: decode a review, run the engine, encode the answer.
 //!
 //! Only what the policy reads is decoded: the object's metadata and dual-stack fields; everything
-//! else (managedFields, annotations, ports ...) is skipped by serde without being kept.
+//! else (managedFields, annotations, ports ...) is skipped without being kept, by a one-pass reader
+//! (`fast_path`) that leaves anything unusual to serde_json. The answer is written by hand
+//! (`encode`), byte for byte as serde_json would write it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -211,7 +213,7 @@ pub struct Answer<'a> {
     pub summary: Summary<'a>,
 }
 
-/// What a review was about, for the review's log span.
+/// What a review was about, for the review's log line.
 #[derive(Debug, Default, Clone)]
 pub struct Summary<'a> {
     /// `request.uid`.

@@ -4,7 +4,7 @@
 //! ```text
 //! main ─▶ cli ─▶ config, telemetry, shutdown, reload, tls, server, admin, metrics
 //!            └─▶ routes ─▶ admission ─▶ engine ─▶ {policy, cluster, service}
-//!                                    └─▶ patch
+//!                                    └─▶ patch, json_text
 //!        check ─▶ engine, apiserver (a model of kube-apiserver's dual-stack rules)
 //! ```
 //! - [`engine`], [`policy`], [`patch`] and [`apiserver`] are pure: no I/O, no async, no clock, no logging.

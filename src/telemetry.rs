@@ -55,7 +55,7 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
 }
 
 /// Where log lines go: an in-memory batch that a background thread writes out every
-/// [`FLUSH_EVERY`]. The fmt layer formats a whole line and then writes it once, so lines never
+/// `FLUSH_EVERY` (50 ms). The fmt layer formats a whole line and then writes it once, so lines never
 /// interleave.
 #[derive(Clone)]
 pub struct BatchWriter {
