@@ -100,13 +100,20 @@ make_serving_cert() {
 
 # pid_is_ours WORKDIR PIDFILE: true if the pid recorded there is alive and its
 # command line mentions WORKDIR (guards against a recycled pid).
+# A child started a moment ago may not have exec'd yet (its cmdline is still the shell's), so a
+# live pid that does not match is looked at again for up to a second before it counts as not ours.
 pid_is_ours() {
-  local wd="$1" pf="$2" pid
+  local wd="$1" pf="$2" pid i cmdline
   [[ -f "$pf" ]] || return 1
   pid="$(cat "$pf")"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$wd"
+  for ((i = 0; i < 10; i++)); do
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$wd"* ]] && return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 # stop_pidfile WORKDIR NAME: TERM the process recorded in WORKDIR/NAME.pid, wait up
@@ -134,12 +141,17 @@ stop_pidfile() {
 
 # wait_until WORKDIR NAME TIMEOUT CMD...: polls CMD until it succeeds; fails early,
 # showing the log, if the process in WORKDIR/NAME.pid dies.
+# Liveness here is `kill -0`, not pid_is_ours: the process was started a moment ago by this
+# shell, and until the child has exec'd, /proc/PID/cmdline is still the shell's and does not
+# name WORKDIR (a clean CI run failed on that race: "etcd exited before it was ready" while
+# etcd was starting).
 wait_until() {
-  local wd="$1" name="$2" timeout="$3" deadline
+  local wd="$1" name="$2" timeout="$3" deadline pid
   shift 3
+  pid="$(cat "$wd/$name.pid")"
   deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
-    if ! pid_is_ours "$wd" "$wd/$name.pid"; then
+    if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 30 "$wd/logs/$name.log" >&2 || true
       die "$name exited before it was ready (log: $wd/logs/$name.log)"
     fi

@@ -447,8 +447,11 @@ async fn service_cidr_api_missing_falls_back() {
     });
     let response = mutate_pinned(&hook, "e2e-watch", "10.200.0.1");
     assert!(allowed(&response), "no range assumptions: {response}");
-    let log = std::fs::read_to_string(hook.dir.join("webhook.log")).unwrap();
-    assert!(log.contains("the ServiceCIDR API is not served"), "{log}");
+    // Log lines reach the file in batches (every 50 ms): wait for the line rather than read once.
+    let log = || std::fs::read_to_string(hook.dir.join("webhook.log")).unwrap_or_default();
+    wait_for("the missing API logged", Duration::from_secs(5), || {
+        log().contains("the ServiceCIDR API is not served")
+    });
     assert_eq!(watch_errors(&hook, "servicecidrs"), 0.0);
 
     let client = support::client_for(&harness.kubeconfig()).await;
