@@ -52,8 +52,8 @@ pub enum ReviewError {
     Object(&'static str, #[source] serde_json::Error),
 }
 
-/// The envelope, generic over how `object` and `oldObject` are decoded: straight into [`Service`] in
-/// the one-pass fast path, or kept as raw JSON in the slow path that reports errors (see [`review`]).
+/// The envelope, generic over how `object` and `oldObject` are decoded: straight into [`Service`] by
+/// the one-pass fast path, or kept as raw JSON by serde_json, which reports errors (see [`review`]).
 /// Strings borrow from the body unless they hold escapes.
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
@@ -112,9 +112,9 @@ trait ObjectIn: Sized {
     ) -> Result<Option<Service>, ReviewError>;
 }
 
-/// A Service decoded in the envelope's pass, from a JSON object only: serde would also read a
-/// struct from an array (fields in order), and such a body must take the slow path, whose checks
-/// decide what to answer.
+/// A Service decoded in the envelope's pass, from a JSON object only (serde would also read a
+/// struct from an array, fields in order). The fast path builds these; serde_json's decoding of
+/// the same type is the oracle it is checked against (`fast_path::disagreement`).
 #[derive(Debug, PartialEq)]
 struct ServiceObject(Service);
 
@@ -247,16 +247,10 @@ pub fn review<'a>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    // Fastest path: a one-pass reader of just the fields the policy uses (see `fast_path`); it
-    // gives up on anything unusual, and serde_json decides instead.
+    // Fast path: a one-pass reader of just the fields the policy uses (see `fast_path`). It gives
+    // up on anything unusual, and serde_json decides instead: the envelope first, the objects kept
+    // as raw JSON and decoded afterwards, so that each error names what is wrong.
     if let Some(review) = fast_path::decode(body, policy.reads_object_labels()) {
-        return answer(endpoint, review, policy, cluster);
-    }
-    // Fast path: one pass over the body, the objects decoded straight into `Service` (whatever the
-    // policy does not read, such as managedFields and annotations, is skipped without allocating).
-    // Anything it cannot decode goes the slow path below, which keeps the objects as raw JSON and
-    // decodes them afterwards, exactly as before: same answers, same errors, for any body.
-    if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, ServiceObject>>(body) {
         return answer(endpoint, review, policy, cluster);
     }
     let review: ReviewIn<'_, &RawValue> =

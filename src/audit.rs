@@ -10,7 +10,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::check::{Row, judge_stored_service};
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::cluster_info::usable_cidrs;
+use crate::cluster_info::{labels_of, usable_cidrs};
 use crate::policy::Policy;
 use crate::service::Service;
 
@@ -57,7 +57,7 @@ pub async fn audit(
         namespaces: namespaces
             .items
             .iter()
-            .map(|ns| (ns.name_any(), ns.labels().clone().into_iter().collect()))
+            .map(|ns| (ns.name_any(), labels_of(ns)))
             .collect(),
     };
     let services = Api::<KubeService>::all(client)

@@ -40,7 +40,7 @@ pub fn spawn(
     };
     tokio::spawn(namespaces.run(
         Api::<Namespace>::all(client.clone()),
-        |ns| Some(ns.labels().clone().into_iter().collect::<Labels>()),
+        |ns| Some(labels_of(ns)),
         |known, cluster| Cluster {
             namespaces: known.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ..cluster.clone()
@@ -163,6 +163,11 @@ pub fn usable_cidrs(o: &ServiceCIDR) -> Option<Vec<String>> {
             .and_then(|s| s.cidrs.clone())
             .unwrap_or_default(),
     )
+}
+
+/// A namespace's labels, as namespace selectors read them.
+pub fn labels_of(ns: &Namespace) -> Labels {
+    ns.labels().clone().into_iter().collect()
 }
 
 /// A 404 from the initial list: the resource type does not exist on this API server.

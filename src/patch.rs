@@ -5,7 +5,7 @@ use jsonptr::PointerBuf;
 use serde_json::{Value, json};
 
 use crate::engine::Mutation;
-use crate::json_text::string;
+use crate::json_text::{string, string_list};
 
 /// The JSON Patch that applies `mutation` to a Service. `has_spec`: the object has a `spec` map (when
 /// it has none, the patch adds an empty one first, since `add` needs the parent to exist).
@@ -57,7 +57,7 @@ pub fn to_json(mutation: &Mutation, has_spec: bool) -> Vec<u8> {
         }
         if let Some(ips) = &mutation.cluster_ips {
             write_add(&mut out, &mut first, "/spec/clusterIPs", |out| {
-                list(out, ips.iter().map(String::as_str));
+                string_list(out, ips.iter().map(String::as_str));
             });
         }
         if let Some(policy) = mutation.ip_family_policy {
@@ -67,7 +67,7 @@ pub fn to_json(mutation: &Mutation, has_spec: bool) -> Vec<u8> {
         }
         if let Some(families) = &mutation.ip_families {
             write_add(&mut out, &mut first, "/spec/ipFamilies", |out| {
-                list(out, families.iter().map(|f| f.as_str()));
+                string_list(out, families.iter().map(|f| f.as_str()));
             });
         }
     }
@@ -85,18 +85,6 @@ fn write_add(out: &mut Vec<u8>, first: &mut bool, path: &str, value: impl FnOnce
     out.extend_from_slice(b",\"value\":");
     value(out);
     out.push(b'}');
-}
-
-/// A JSON array of strings.
-fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>) {
-    out.push(b'[');
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, item);
-    }
-    out.push(b']');
 }
 
 fn add(tokens: &[&str], value: Value) -> PatchOperation {

@@ -2,7 +2,7 @@
 //! collected in memory and written to stderr in batches by a background thread, so that no review
 //! waits on a write (or wakes a thread) to log.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{IsTerminal as _, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -211,12 +211,24 @@ impl PlainVisitor<'_> {
             " "
         };
         let name = field.name();
-        self.result = match (name, checked) {
-            ("message", true) => write!(self.writer, "{separator}{value}"),
-            ("message", false) => write!(NoControl(&mut self.writer), "{separator}{value}"),
-            (_, true) => write!(self.writer, "{separator}{name}={value}"),
-            (_, false) => write!(NoControl(&mut self.writer), "{separator}{name}={value}"),
+        self.result = if checked {
+            write_field(&mut self.writer, separator, name, value)
+        } else {
+            write_field(&mut NoControl(&mut self.writer), separator, name, value)
         };
+    }
+}
+
+/// ` name=value`, or just the value for the message.
+fn write_field(
+    w: &mut impl fmt::Write,
+    separator: &str,
+    name: &str,
+    value: fmt::Arguments<'_>,
+) -> fmt::Result {
+    match name {
+        "message" => write!(w, "{separator}{value}"),
+        _ => write!(w, "{separator}{name}={value}"),
     }
 }
 
@@ -261,6 +273,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     /// A `Write` into a shared buffer, to see what reached "stderr".

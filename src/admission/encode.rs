@@ -3,7 +3,7 @@
 //! compare the two), without serde's per-value machinery.
 
 use super::{ResponseOut, ReviewOut, StatusOut};
-use crate::json_text::string;
+use crate::json_text::{string, string_list};
 
 /// The JSON text of `review`.
 pub(super) fn to_json(review: &ReviewOut<'_>) -> Vec<u8> {
@@ -42,14 +42,8 @@ fn response(out: &mut Vec<u8>, r: &ResponseOut<'_>) {
         out.push(b'"');
     }
     if !r.warnings.is_empty() {
-        out.extend_from_slice(b",\"warnings\":[");
-        for (i, warning) in r.warnings.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, warning);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"warnings\":");
+        string_list(out, r.warnings.iter().map(String::as_str));
     }
     if !r.audit_annotations.is_empty() {
         out.extend_from_slice(b",\"auditAnnotations\":{");

@@ -384,9 +384,14 @@ impl<'a> Reader<'a> {
                         continue;
                     }
                 }
-                b't' => self.rest_of_literal(b"rue")?,
-                b'f' => self.rest_of_literal(b"alse")?,
-                b'n' => self.rest_of_literal(b"ull")?,
+                first @ (b't' | b'f' | b'n') => {
+                    self.at -= 1;
+                    self.literal(match first {
+                        b't' => b"true",
+                        b'f' => b"false",
+                        _ => b"null",
+                    })?;
+                }
                 b'-' => self.skip_number_digits()?,
                 b'0'..=b'9' => {
                     self.at -= 1;
@@ -483,12 +488,6 @@ impl<'a> Reader<'a> {
         while matches!(self.peek(), Some(b'0'..=b'9')) {
             self.at += 1;
         }
-    }
-
-    fn rest_of_literal(&mut self, rest: &[u8]) -> Option<()> {
-        let found = self.body.get(self.at..self.at + rest.len())?;
-        self.at += rest.len();
-        (found == rest).then_some(())
     }
 
     // === bytes ===
