@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod cluster_info;
 pub mod config;
 pub mod engine;
+pub mod json_skip;
 pub mod json_text;
 pub mod metrics;
 pub mod patch;

@@ -89,3 +89,69 @@ pub(crate) fn cluster(name: &str) -> Cluster {
     };
     Cluster::with_cidrs(Some(cidrs(list)))
 }
+
+/// Any JSON value: every scalar, strings of up to `string_len` characters (any printable ones, or
+/// the quotes, backslashes, control characters and Latin-1 that need escaping), arrays and objects
+/// (keys of up to six printable characters) nested up to `depth` levels.
+pub(crate) fn any_json(
+    depth: u32,
+    string_len: usize,
+) -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    use proptest::string::string_regex;
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        string_regex(&format!("\\PC{{0,{string_len}}}"))
+            .unwrap()
+            .prop_map(Value::String),
+        string_regex(&format!(
+            "[\"\\\\/\u{0}-\u{1f}a-z\u{7f}-\u{ff}]{{0,{string_len}}}"
+        ))
+        .unwrap()
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, 8 * depth, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A few bytes inserted, removed or overwritten: what JSON close to valid looks like.
+pub(crate) fn corruptions() -> impl proptest::strategy::Strategy<Value = Vec<Edit>> {
+    use proptest::prelude::*;
+    let bytes = &b"{}[],:\"\\ 0-.eEtfnul\x01\xffau"[..];
+    prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0..3u8,
+            prop::sample::select(bytes),
+        ),
+        1..4,
+    )
+}
+
+/// Where, how (0 insert, 1 remove, 2 overwrite or append) and which byte.
+pub(crate) type Edit = (proptest::sample::Index, u8, u8);
+
+pub(crate) fn corrupt(body: &mut Vec<u8>, edits: Vec<Edit>) {
+    for (at, kind, byte) in edits {
+        let at = at.index(body.len() + 1);
+        match kind {
+            0 => body.insert(at, byte),
+            1 if at < body.len() => {
+                body.remove(at);
+            }
+            _ if at < body.len() => body[at] = byte,
+            _ => body.push(byte),
+        }
+    }
+}

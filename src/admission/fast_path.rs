@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::json_skip;
 use crate::json_text::plain_run;
 use crate::service::{Labels, Metadata, Service, ServiceSpec};
 
@@ -53,9 +54,6 @@ pub(super) fn disagreement(body: &[u8]) -> Option<String> {
     }
     None
 }
-
-/// Nesting deeper than this in a skipped value is left to serde_json (the stack is one `u128`).
-const MAX_SKIP_DEPTH: u32 = 127;
 
 /// Which of a struct's fields were seen, to refuse duplicates as serde does.
 #[derive(Default)]
@@ -358,133 +356,11 @@ impl<'a> Reader<'a> {
 
     // === skipping: the JSON grammar, as strict as serde_json's `ignore_value` or stricter ===
 
-    /// Skips one value of any shape. Iterative: the open containers are bits of a `u128` (1 = object).
+    /// Skips one value of any shape ([`json_skip::value_end`]).
     fn skip_value(&mut self) -> Option<()> {
-        let mut stack: u128 = 0;
-        let mut depth: u32 = 0;
-        loop {
-            // A value starts here.
-            self.whitespace();
-            match self.next()? {
-                b'"' => self.skip_string_body()?,
-                open @ (b'{' | b'[') => {
-                    self.whitespace();
-                    let close = if open == b'{' { b'}' } else { b']' };
-                    if self.peek()? == close {
-                        self.at += 1;
-                    } else {
-                        if depth == MAX_SKIP_DEPTH {
-                            return None;
-                        }
-                        stack = stack << 1 | u128::from(open == b'{');
-                        depth += 1;
-                        if open == b'{' {
-                            self.skip_key_and_colon()?;
-                        }
-                        continue;
-                    }
-                }
-                // The rest of the word: stepping back to match it whole cost this hot loop ~2 k
-                // instructions a review (the dispatch no longer compiles to a jump table).
-                b't' => self.rest_of_literal(b"rue")?,
-                b'f' => self.rest_of_literal(b"alse")?,
-                b'n' => self.rest_of_literal(b"ull")?,
-                b'-' => self.skip_number_digits()?,
-                b'0'..=b'9' => {
-                    self.at -= 1;
-                    self.skip_number_digits()?;
-                }
-                _ => return None,
-            }
-            // A value ended: close containers until one continues with a comma.
-            loop {
-                if depth == 0 {
-                    return Some(());
-                }
-                self.whitespace();
-                let in_object = stack & 1 == 1;
-                match self.next()? {
-                    b',' => {
-                        if in_object {
-                            self.skip_key_and_colon()?;
-                        }
-                        break;
-                    }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
-                }
-                stack >>= 1;
-                depth -= 1;
-            }
-        }
-    }
-
-    fn skip_key_and_colon(&mut self) -> Option<()> {
         self.whitespace();
-        self.eat(b'"')?;
-        self.skip_string_body()?;
-        self.whitespace();
-        self.eat(b':')
-    }
-
-    /// After the opening quote: up to and past the closing one, checking escapes and refusing control
-    /// characters (UTF-8 is not checked in skipped strings, as in serde_json).
-    #[inline(always)]
-    fn skip_string_body(&mut self) -> Option<()> {
-        loop {
-            self.at = plain_run(self.body, self.at);
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        let hex = self.body.get(self.at..self.at + 4)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        self.at += 4;
-                    }
-                    _ => return None,
-                },
-                _ => return None, // a control character
-            }
-        }
-    }
-
-    /// A number from its first digit (after an optional `-`): `0` or `[1-9][0-9]*`, then an optional
-    /// fraction and exponent, each with at least one digit.
-    fn skip_number_digits(&mut self) -> Option<()> {
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            self.at_least_one_digit()?;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.at += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.at += 1;
-            }
-            self.at_least_one_digit()?;
-        }
-        // `01` is not a number: serde refuses the digit that follows a leading zero.
-        (!matches!(self.peek(), Some(b'0'..=b'9'))).then_some(())
-    }
-
-    fn at_least_one_digit(&mut self) -> Option<()> {
-        let start = self.at;
-        self.digits();
-        (self.at > start).then_some(())
-    }
-
-    fn digits(&mut self) {
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
+        self.at = json_skip::value_end(self.body, self.at)?;
+        Some(())
     }
 
     // === bytes ===
@@ -518,14 +394,9 @@ impl<'a> Reader<'a> {
 
     fn literal(&mut self, literal: &[u8]) -> Option<()> {
         self.whitespace();
-        self.rest_of_literal(literal)
-    }
-
-    /// `rest` at the current position, consumed.
-    fn rest_of_literal(&mut self, rest: &[u8]) -> Option<()> {
-        let found = self.body.get(self.at..self.at + rest.len())?;
-        self.at += rest.len();
-        (found == rest).then_some(())
+        let found = self.body.get(self.at..self.at + literal.len())?;
+        self.at += literal.len();
+        (found == literal).then_some(())
     }
 }
 

@@ -257,23 +257,7 @@ fn reads_nulls_where_serde_reads_none() {
 
 /// Any JSON value, nested a few levels (what a skipped member may hold).
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        "\\PC{0,12}".prop_map(Value::String),
-        "[\"\\\\/\u{0}-\u{1f}a-z\u{7f}-\u{ff}]{0,8}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    crate::testing::any_json(4, 12)
 }
 
 fn a_service() -> impl Strategy<Value = Value> {
@@ -314,19 +298,10 @@ proptest! {
     #[test]
     fn never_answers_what_serde_would_not(
         index in 0..reviews_count(),
-        edits in prop::collection::vec((any::<prop::sample::Index>(), 0..3u8,
-            prop::sample::select(&b"{}[],:\"\\ 0-.eEtfnul\x01\xffa"[..])), 1..4),
+        edits in crate::testing::corruptions(),
     ) {
         let mut body = REVIEWS.with(|r| r[index].1.clone());
-        for (at, kind, byte) in edits {
-            let at = at.index(body.len() + 1);
-            match kind {
-                0 => body.insert(at, byte),
-                1 if at < body.len() => { body.remove(at); }
-                _ if at < body.len() => body[at] = byte,
-                _ => body.push(byte),
-            }
-        }
+        crate::testing::corrupt(&mut body, edits);
         let disagreement = super::disagreement(&body);
         prop_assert!(disagreement.is_none(), "{:?}\n{}", disagreement, String::from_utf8_lossy(&body));
     }
