@@ -19,6 +19,10 @@ use crate::json_text::plain_run;
 
 use crate::config::LogFormat;
 
+mod clock;
+
+use clock::CachedClock;
+
 /// How often the writer thread writes out what was logged (at most this late in the log).
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -38,6 +42,7 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_timer(CachedClock)
         .with_writer(writer);
     // A second init (tests) fails harmlessly: the first subscriber stays.
     let _ = match format {
