@@ -204,36 +204,44 @@ struct PlainVisitor<'w> {
     result: fmt::Result,
 }
 
+/// A field's value, as the plain format writes it.
+enum PlainValue<'a> {
+    /// A string known to need no escape: written in quotes as it is.
+    Quoted(&'a str),
+    Bool(bool),
+    /// Anything else, through `Debug` with control characters escaped.
+    Debug(&'a dyn fmt::Debug),
+}
+
 impl PlainVisitor<'_> {
-    /// Writes ` name=value`; `checked`: the value is known to hold no control character.
-    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>, checked: bool) {
-        if self.result.is_err() {
-            return;
+    /// Writes ` name=value` (just the value for the message), piece by piece: a `write!` per field
+    /// went through `core::fmt`'s argument machinery twice, a fifth of a review's log line.
+    fn write(&mut self, field: &Field, value: PlainValue<'_>) {
+        if self.result.is_ok() {
+            let first = std::mem::take(&mut self.first);
+            self.result = write_field(&mut self.writer, first, field.name(), value);
         }
-        let separator = if std::mem::take(&mut self.first) {
-            ""
-        } else {
-            " "
-        };
-        let name = field.name();
-        self.result = if checked {
-            write_field(&mut self.writer, separator, name, value)
-        } else {
-            write_field(&mut NoControl(&mut self.writer), separator, name, value)
-        };
     }
 }
 
-/// ` name=value`, or just the value for the message.
-fn write_field(
-    w: &mut impl fmt::Write,
-    separator: &str,
-    name: &str,
-    value: fmt::Arguments<'_>,
-) -> fmt::Result {
-    match name {
-        "message" => write!(w, "{separator}{value}"),
-        _ => write!(w, "{separator}{name}={value}"),
+fn write_field(w: &mut Writer<'_>, first: bool, name: &str, value: PlainValue<'_>) -> fmt::Result {
+    if !first {
+        w.write_str(" ")?;
+    }
+    if name != "message" {
+        w.write_str(name)?;
+        w.write_str("=")?;
+    }
+    match value {
+        PlainValue::Quoted(text) => {
+            w.write_str("\"")?;
+            w.write_str(text)?;
+            w.write_str("\"")
+        }
+        PlainValue::Bool(yes) => w.write_str(if yes { "true" } else { "false" }),
+        PlainValue::Debug(value) => {
+            fmt::Write::write_fmt(&mut NoControl(w), format_args!("{value:?}"))
+        }
     }
 }
 
@@ -241,18 +249,18 @@ impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         // Most strings (uids, names) are plain ASCII: quoted as they are, without Debug's per-char work.
         if value.is_ascii() && plain_run(value.as_bytes(), 0) == value.len() {
-            self.write(field, format_args!("\"{value}\""), true);
+            self.write(field, PlainValue::Quoted(value));
         } else {
-            self.write(field, format_args!("{value:?}"), false);
+            self.write(field, PlainValue::Debug(&value));
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.write(field, format_args!("{value}"), true);
+        self.write(field, PlainValue::Bool(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.write(field, format_args!("{value:?}"), false);
+        self.write(field, PlainValue::Debug(value));
     }
 }
 
