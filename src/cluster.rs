@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::policy::LabelLookup;
 use crate::service::{IpFamily, Labels};
 
 /// The service IP ranges of the cluster (`--service-cluster-ip-range`), primary family first.
@@ -168,13 +169,28 @@ impl Cluster {
         }
     }
 
-    /// The labels of a namespace; an unknown one has only its automatic name label.
-    pub fn namespace_labels(&self, namespace: &str) -> Labels {
-        let mut labels = self.namespaces.get(namespace).cloned().unwrap_or_default();
-        labels
-            .entry(NAMESPACE_NAME_LABEL.to_owned())
-            .or_insert_with(|| namespace.to_owned());
-        labels
+    /// The labels of a namespace (borrowed, not copied: this is looked up for every review); an
+    /// unknown one has only its automatic name label.
+    pub fn namespace_labels<'a>(&'a self, namespace: &'a str) -> NamespaceLabels<'a> {
+        NamespaceLabels {
+            stored: self.namespaces.get(namespace),
+            name: namespace,
+        }
+    }
+}
+
+/// A namespace's labels as selectors see them: the stored ones, and `kubernetes.io/metadata.name`
+/// (which the API server sets on every namespace) when the store does not have it.
+#[derive(Debug)]
+pub struct NamespaceLabels<'a> {
+    stored: Option<&'a Labels>,
+    name: &'a str,
+}
+
+impl LabelLookup for NamespaceLabels<'_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        let stored = self.stored.and_then(|labels| labels.label(key));
+        stored.or((key == NAMESPACE_NAME_LABEL).then_some(self.name))
     }
 }
 
@@ -271,9 +287,33 @@ mod tests {
     fn unknown_namespace_has_its_name_label() {
         let c = Cluster::default();
         let labels = c.namespace_labels("prod-a");
+        assert_eq!(labels.label(NAMESPACE_NAME_LABEL), Some("prod-a"));
+        assert_eq!(labels.label("team"), None);
+    }
+
+    #[test]
+    fn known_namespace_has_its_labels_and_its_name_label() {
+        let mut c = Cluster::default();
+        let stored = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        c.namespaces
+            .insert("prod-a".to_owned(), stored(&[("team", "web")]));
+        let labels = c.namespace_labels("prod-a");
+        assert_eq!(labels.label("team"), Some("web"));
+        assert_eq!(labels.label(NAMESPACE_NAME_LABEL), Some("prod-a"));
+        assert_eq!(labels.label("tier"), None);
+        // The stored value wins (the API server's own label always equals the name anyway).
+        c.namespaces.insert(
+            "odd".to_owned(),
+            stored(&[(NAMESPACE_NAME_LABEL, "stored")]),
+        );
         assert_eq!(
-            labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
-            Some("prod-a")
+            c.namespace_labels("odd").label(NAMESPACE_NAME_LABEL),
+            Some("stored")
         );
     }
 }

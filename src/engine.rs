@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::cluster::Cluster;
 use crate::policy::{Action, Policy, Rule};
-use crate::service::{IpFamily, IpFamilyPolicy, Labels, Service, ServiceSpec};
+use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
 
 pub use judge::Violation;
 pub use mutate::Rejection;
@@ -182,16 +182,8 @@ fn matching_rules<'p>(
     object: &Service,
     old: Option<&Service>,
 ) -> Vec<&'p Rule> {
-    // The namespace's labels are looked up (and copied) only when a rule selects on them.
-    let selects_namespaces = policy
-        .rules
-        .iter()
-        .any(|r| r.match_.namespace_selector.is_some());
-    let ns_labels = if selects_namespaces {
-        cluster.namespace_labels(namespace)
-    } else {
-        Labels::new()
-    };
+    // A view, not a copy: free unless a rule's namespace selector looks a label up.
+    let ns_labels = cluster.namespace_labels(namespace);
     let in_scope = |rule: &Rule, svc: &Service| {
         let labels = &svc.metadata.labels;
         rule.match_

@@ -5,7 +5,7 @@ pub mod selector;
 use serde::{Deserialize, Serialize};
 
 use crate::service::{IpFamily, IpFamilyPolicy, Labels, ServiceType};
-pub use selector::{LabelSelector, glob_matches};
+pub use selector::{LabelLookup, LabelSelector, glob_matches};
 
 /// The only `apiVersion` this build reads.
 pub const API_VERSION: &str = "dualstack-webhook/v1alpha1";
@@ -244,7 +244,7 @@ impl Match {
     pub fn matches(
         &self,
         namespace: &str,
-        namespace_labels: &Labels,
+        namespace_labels: &impl LabelLookup,
         labels: &Labels,
         type_: Option<ServiceType>,
     ) -> bool {
