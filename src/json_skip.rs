@@ -1,11 +1,11 @@
 //! Skipping one JSON value without decoding it: where it ends, checked as strictly as serde_json
 //! checks what it ignores (or more strictly). Objects and arrays are scanned 64 bytes at a time
 //! with a structural index in the manner of simdjson (Langdale and Lemire, "Parsing gigabytes of
-//! JSON per second", 2019): bit masks of the quotes, backslashes, structural characters and
-//! whitespace in the block give every string's extent without looking at its bytes one by one, and
-//! only the tokens (`{ } [ ] : ,`, a string's opening quote, a scalar's first byte) are then checked
-//! against the grammar. On x86_64 the masks come from SSE2 (`safe_arch`), elsewhere from the same
-//! arithmetic on 64-bit words.
+//! JSON per second", 2019): bit masks of the quotes, backslashes, structural characters, spaces and
+//! control characters in the block give every string's extent without looking at its bytes one by
+//! one, and only the tokens (`{ } [ ] : ,`, a string's opening quote, a scalar's first byte) are
+//! then checked against the grammar. On x86_64 the masks come from SSE2 (`safe_arch`), elsewhere
+//! from the same arithmetic on 64-bit words.
 
 use crate::json_text::plain_run;
 
@@ -113,8 +113,9 @@ fn container_end(body: &[u8], start: usize) -> Option<usize> {
                 classify(&padded)
             }
         };
+        // An escaped byte follows its backslash (never the first byte: that is the bracket).
         let (mut tokens, mut stray) = strings.tokens(&classes, |escaped| {
-            escape_end(body, block_start + escaped - 1)
+            escape_end(body, (block_start + escaped).checked_sub(1)?)
         })?;
         // Control characters outside strings may only be the whitespace among them.
         while stray != 0 {
