@@ -23,6 +23,30 @@ pub(crate) fn value_end(body: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// For the fuzz target: where [`value_end`] disagrees with serde_json about `bytes` (a bug), how.
+/// It must never find an end where serde_json refuses the bytes up to it, and must find the end of
+/// every value serde_json accepts whole (from its first byte), unless it nests deeper than
+/// [`MAX_DEPTH`].
+#[doc(hidden)]
+pub fn disagreement(bytes: &[u8]) -> Option<String> {
+    let accepts = |bytes: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+    match value_end(bytes, 0) {
+        Some(end) if !accepts(&bytes[..end]) => {
+            Some(format!("skipped to {end}; serde_json refuses"))
+        }
+        Some(_) => None,
+        None => {
+            // Whole: what follows the value in the same block is checked too (strictly), which can
+            // only refuse bytes that serde_json, reading on, would refuse as well.
+            let deep =
+                bytes.iter().filter(|b| matches!(b, b'[' | b'{')).count() >= MAX_DEPTH as usize;
+            let starts_with_value = bytes.first().is_some_and(|b| !b.is_ascii_whitespace());
+            (starts_with_value && !deep && accepts(bytes))
+                .then(|| "serde_json accepts what the skipper refused".to_owned())
+        }
+    }
+}
+
 /// Past the closing quote of the string whose first byte (after the opening quote) is at `at`:
 /// escapes checked, control characters refused (UTF-8 is not checked, as in serde_json's
 /// `ignore_str`).

@@ -101,6 +101,7 @@ fn judges_as_serde_json() {
         let body = case.as_bytes();
         let expected = serde_accepts(body).then_some(body.len());
         assert_eq!(value_end(body, 0), expected, "{case:?}");
+        assert_eq!(disagreement(body), None, "{case:?}");
     }
 }
 
