@@ -10,7 +10,7 @@
 use crate::json_text::plain_run;
 
 /// Containers nested deeper than this in a skipped value are left to the caller (serde_json).
-pub(crate) const MAX_DEPTH: u32 = 127;
+const MAX_DEPTH: u32 = 127;
 
 /// The index just past the value that starts at `at` (no whitespace before it), or `None` when the
 /// bytes there do not start one valid JSON value or nest deeper than [`MAX_DEPTH`]. What follows

@@ -153,10 +153,9 @@ fn log(endpoint: Endpoint, answer: &Answer<'_>) {
             );
         }
         (Outcome::warned, _) => {
-            let warned = "allowed with warnings";
             info!(
                 ?endpoint,
-                uid, namespace, name, operation, dry_run, "{warned}"
+                uid, namespace, name, operation, dry_run, "allowed with warnings"
             );
         }
         _ => debug!(

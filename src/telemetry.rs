@@ -15,9 +15,8 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
-use crate::json_text::plain_run;
-
 use crate::config::LogFormat;
+use crate::json_text::plain_run;
 
 mod clock;
 

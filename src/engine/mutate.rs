@@ -1,6 +1,6 @@
 //! `/mutate`: fill in the dual-stack fields the client left unset, and keep UPDATEs safe for running Services.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use crate::cluster::{Cluster, ServiceCidrs};
@@ -100,8 +100,8 @@ impl Source<'_> {
                 out.push('"');
             }
             Self::RuleDefaults(name) => {
-                out.push_str("defaults of rule ");
-                out.push_str(&format!("{name:?}"));
+                // Writing into a String cannot fail.
+                let _ = write!(out, "defaults of rule {name:?}");
             }
             Self::PinnedTwo => out.push_str("two families or IPs pinned by the client"),
             Self::FollowingPinnedIps => out.push_str("following the pinned clusterIPs"),
@@ -393,7 +393,8 @@ fn fill_unset(
             return;
         }
         let mut list = String::with_capacity(11);
-        List(&families).write_to(&mut list);
+        // Writing into a String cannot fail.
+        let _ = List(&families).write_to(&mut list);
         changes.push(change("ipFamilies", &list, why, ""));
         m.ip_families = Some(families);
     }
@@ -537,23 +538,23 @@ fn denied(object: &Service, namespace: &str, rejection: Rejection) -> Decision {
 pub(super) struct List<'a>(pub(super) &'a [IpFamily]);
 
 impl List<'_> {
-    fn write_to(&self, out: &mut String) {
-        out.push('[');
+    /// Into a `Formatter` for `Display`, or straight into a `String` where `format!`'s machinery
+    /// would cost more than the text.
+    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        out.write_str("[")?;
         for (i, family) in self.0.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.write_str(",")?;
             }
-            out.push_str(family.as_str());
+            out.write_str(family.as_str())?;
         }
-        out.push(']');
+        out.write_str("]")
     }
 }
 
 impl fmt::Display for List<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::with_capacity(11);
-        self.write_to(&mut text);
-        f.write_str(&text)
+        self.write_to(f)
     }
 }
 
