@@ -246,8 +246,10 @@ fn write_field(w: &mut Writer<'_>, first: bool, name: &str, value: PlainValue<'_
 
 impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // Most strings (uids, names) are plain ASCII: quoted as they are, without Debug's per-char work.
-        if value.is_ascii() && plain_run(value.as_bytes(), 0) == value.len() {
+        // Most strings (uids, names) are plain ASCII: quoted as they are, without Debug's per-char
+        // work. `plain_run` stops at quotes, backslashes and C0 controls; DEL is a control too.
+        let bytes = value.as_bytes();
+        if value.is_ascii() && plain_run(bytes, 0) == bytes.len() && !bytes.contains(&0x7f) {
             self.write(field, PlainValue::Quoted(value));
         } else {
             self.write(field, PlainValue::Debug(&value));
@@ -314,9 +316,8 @@ mod tests {
         assert_eq!(out, "a\\nb\\u{1b}[31mc\\u{7f}d é");
     }
 
-    /// What a plain line says, with a request's hostile strings in it.
-    #[test]
-    fn plain_fields_quote_strings_and_escape_control_characters() {
+    /// What the plain format writes for the events `log` emits (no time, no target).
+    fn plain_lines(log: impl FnOnce()) -> String {
         use tracing_subscriber::layer::SubscriberExt as _;
 
         let sink = Sink::default();
@@ -332,16 +333,33 @@ mod tests {
                 .fmt_fields(PlainFields)
                 .with_writer(writer),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        drop(guard);
+        written(&sink)
+    }
+
+    /// What a plain line says, with a request's hostile strings in it.
+    #[test]
+    fn plain_fields_quote_strings_and_escape_control_characters() {
+        let line = plain_lines(|| {
             let (uid, name) = ("a-1", "we\u{1b}[31mb\nINFO forged");
             let reason = "line\nbreak";
             tracing::info!(uid, name, dry_run = true, %reason, "denied");
         });
-        drop(guard);
         assert_eq!(
-            written(&sink),
+            line,
             " INFO denied uid=\"a-1\" name=\"we\\u{1b}[31mb\\nINFO forged\" dry_run=true reason=line\\nbreak\n"
         );
+    }
+
+    /// DEL is ASCII but a control character: escaped like the others, not written raw.
+    #[test]
+    fn plain_fields_escape_delete_too() {
+        let line = plain_lines(|| {
+            let name = "we\u{7f}b";
+            tracing::info!(name, "denied");
+        });
+        assert_eq!(line, " INFO denied name=\"we\\u{7f}b\"\n");
     }
 
     #[test]
