@@ -197,6 +197,7 @@ impl LabelLookup for NamespaceLabels<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::labels;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -294,22 +295,16 @@ mod tests {
     #[test]
     fn known_namespace_has_its_labels_and_its_name_label() {
         let mut c = Cluster::default();
-        let stored = |pairs: &[(&str, &str)]| -> Labels {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
         c.namespaces
-            .insert("prod-a".to_owned(), stored(&[("team", "web")]));
-        let labels = c.namespace_labels("prod-a");
-        assert_eq!(labels.label("team"), Some("web"));
-        assert_eq!(labels.label(NAMESPACE_NAME_LABEL), Some("prod-a"));
-        assert_eq!(labels.label("tier"), None);
+            .insert("prod-a".to_owned(), labels(&[("team", "web")]));
+        let prod = c.namespace_labels("prod-a");
+        assert_eq!(prod.label("team"), Some("web"));
+        assert_eq!(prod.label(NAMESPACE_NAME_LABEL), Some("prod-a"));
+        assert_eq!(prod.label("tier"), None);
         // The stored value wins (the API server's own label always equals the name anyway).
         c.namespaces.insert(
             "odd".to_owned(),
-            stored(&[(NAMESPACE_NAME_LABEL, "stored")]),
+            labels(&[(NAMESPACE_NAME_LABEL, "stored")]),
         );
         assert_eq!(
             c.namespace_labels("odd").label(NAMESPACE_NAME_LABEL),
