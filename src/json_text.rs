@@ -1,11 +1,34 @@
 //! Writing JSON text by hand, byte for byte as serde_json writes it, for the hot path's answers;
 //! and the scan that finds where a JSON string's plain run of bytes ends (shared with the reader).
 
-/// The index of the first `"`, `\` or control character at or after `from` (or the end). Eight
-/// bytes at a time, with the bit tricks of serde_json's own `skip_to_escape`; the chunks may run past
-/// the string (the body goes on after it), so only the end of the body is read byte by byte.
+/// The index of the first `"`, `\` or control character at or after `from` (or the end). Sixteen
+/// bytes at a time with SSE2 on x86_64, then eight at a time with the bit tricks of serde_json's own
+/// `skip_to_escape`; the chunks may run past the string (the body goes on after it), so only the
+/// last bytes of the body are read one by one. Most strings of a review (keys, names, labels) end
+/// within the first sixteen bytes: one load, three comparisons and a mask.
 #[inline(always)]
-pub fn plain_run(body: &[u8], from: usize) -> usize {
+pub fn plain_run(body: &[u8], mut from: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while let Some(chunk) = body.get(from..).and_then(<[u8]>::first_chunk::<16>) {
+        use safe_arch::{
+            bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, min_u8_m128i,
+            move_mask_i8_m128i, set_splat_i8_m128i,
+        };
+        let v = load_unaligned_m128i(chunk);
+        let eq = |byte: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(byte as i8));
+        let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, set_splat_i8_m128i(0x1f)), v);
+        let stops = move_mask_i8_m128i(bitor_m128i(bitor_m128i(eq(b'"'), eq(b'\\')), control));
+        if stops != 0 {
+            return from + stops.trailing_zeros() as usize;
+        }
+        from += 16;
+    }
+    plain_run_words(body, from)
+}
+
+/// [`plain_run`] eight bytes at a time (all of it where SSE2 is not there).
+#[inline(always)]
+fn plain_run_words(body: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     let mut at = from;
@@ -112,6 +135,7 @@ mod tests {
             ("é€ abc \u{7f}", 11),
         ] {
             assert_eq!(plain_run(text.as_bytes(), 0), want, "{text:?}");
+            assert_eq!(plain_run_words(text.as_bytes(), 0), want, "{text:?}");
         }
         assert_eq!(plain_run(b"ab\"cdefghij\"", 3), 11);
     }
@@ -125,11 +149,16 @@ mod tests {
         }
 
         #[test]
-        fn plain_run_finds_the_first_special_byte(bytes in prop::collection::vec(any::<u8>(), 0..64), from in 0..64usize) {
+        fn plain_run_finds_the_first_special_byte(
+            // Mostly plain bytes, so that runs cross the 16- and 8-byte chunks.
+            bytes in prop::collection::vec(prop_oneof![12 => 0x20u8..=0xff, 1 => any::<u8>()], 0..100),
+            from in 0..100usize,
+        ) {
             let from = from.min(bytes.len());
             let want = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
                 .map_or(bytes.len(), |i| from + i);
             prop_assert_eq!(plain_run(&bytes, from), want);
+            prop_assert_eq!(plain_run_words(&bytes, from), want);
         }
     }
 }
