@@ -158,7 +158,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             token.clone(),
         ));
     }
-    let app = routes::router(AppState {
+    let app = routes::service(AppState {
         policy,
         cluster,
         metrics: metrics.clone(),

@@ -35,5 +35,8 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 
+/// An error as hyper and tower carry them: boxed, from any source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[cfg(test)]
 mod testing;

@@ -1,23 +1,32 @@
-//! The HTTPS router: `POST /mutate` and `POST /validate`. Handlers are thin: read the body under a
-//! limit and a deadline, call [`admission::review`], answer.
+//! The HTTPS service: `POST /mutate` and `POST /validate` (`405` for another method there, `404`
+//! elsewhere). Handlers are thin: read the body under a limit and a deadline, call
+//! [`admission::review`], answer.
 //!
 //! A body that is not an AdmissionReview gets HTTP 400 with a one-line reason (413 when over the
 //! limit, 408 when it does not arrive in time). The API server treats any non-2xx as a webhook
 //! failure and applies `failurePolicy`; a policy decision is always HTTP 200 with an AdmissionReview.
+//!
+//! Two fixed routes are matched by hand rather than by an axum `Router` (which serves the admin
+//! port): its route table, boxed request body and handler future, extension map and response
+//! conversions cost about 4 k instructions a review, as much as the policy engine and the patch
+//! together (`bench/README.md`).
 
+use std::convert::Infallible;
+use std::future::{Future, poll_fn, ready};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use axum::body::{Body, to_bytes};
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
+use tokio::time::error::Elapsed;
 use tracing::{debug, info, warn};
 
+use crate::BoxError;
 use crate::admission::{self, Answer};
 use crate::cluster::Cluster;
 use crate::metrics::{Endpoint, Metrics, Outcome};
@@ -52,35 +61,69 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
-#[derive(Clone)]
 struct Shared {
     state: AppState,
-    in_flight: Arc<Semaphore>,
+    in_flight: Semaphore,
 }
 
-/// The webhook's router.
-pub fn router(state: AppState) -> Router {
-    let shared = Shared {
-        state,
-        in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-    };
-    Router::new()
-        .route("/mutate", post(mutate))
-        .route("/validate", post(validate))
-        .with_state(shared)
+/// The webhook's HTTPS service (a tower `Service`, generic over the request body so that tests can
+/// call it without a connection).
+#[derive(Clone)]
+pub struct Webhook {
+    shared: Arc<Shared>,
 }
 
-async fn mutate(State(shared): State<Shared>, body: Body) -> Response {
-    limited(&shared, Endpoint::mutate, body).await
+/// What [`Webhook`] answers with.
+pub type WebhookResponse = Response<Full<Bytes>>;
+
+/// The webhook's service over `state`.
+pub fn service(state: AppState) -> Webhook {
+    Webhook {
+        shared: Arc::new(Shared {
+            state,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        }),
+    }
 }
 
-async fn validate(State(shared): State<Shared>, body: Body) -> Response {
-    limited(&shared, Endpoint::validate, body).await
+impl<B> tower::Service<Request<B>> for Webhook
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = WebhookResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<WebhookResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let endpoint = match request.uri().path() {
+            "/mutate" => Endpoint::mutate,
+            "/validate" => Endpoint::validate,
+            _ => return Box::pin(ready(Ok(empty(StatusCode::NOT_FOUND)))),
+        };
+        if request.method() != Method::POST {
+            let mut response = empty(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Box::pin(ready(Ok(response)));
+        }
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(limited(&shared, endpoint, request.into_body()).await) })
+    }
 }
 
 /// Holds one of the [`MAX_IN_FLIGHT`] slots while the body is read and answered.
-async fn limited(shared: &Shared, endpoint: Endpoint, body: Body) -> Response {
-    let slot = tokio::time::timeout(SLOT_WAIT, shared.in_flight.acquire()).await;
+async fn limited<B>(shared: &Shared, endpoint: Endpoint, body: B) -> WebhookResponse
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let slot = within(SLOT_WAIT, shared.in_flight.acquire()).await;
     let Ok(Ok(_slot)) = slot else {
         let reason = format!("more than {MAX_IN_FLIGHT} reviews in flight; retry");
         return refuse(
@@ -93,17 +136,20 @@ async fn limited(shared: &Shared, endpoint: Endpoint, body: Body) -> Response {
     answer(&shared.state, endpoint, body).await
 }
 
-async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
+async fn answer<B>(state: &AppState, endpoint: Endpoint, body: B) -> WebhookResponse
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     // No span around the body read and the review: nothing in them logs, and a span entered on
     // every poll, with four fields recorded one by one, cost more than the decision itself. The
     // `review` span is made once, with all its fields, around the events below (`log`, `refuse`).
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, MAX_BODY_BYTES)).await {
-        Ok(Ok(bytes)) => bytes,
+    let collected = within(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) => {
-            // to_bytes fails on the limit or on a broken connection; both end this request.
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            let (status, reason) = if too_large {
+            // Over the limit, or a broken connection; both end this request.
+            let (status, reason) = if error.is::<LengthLimitError>() {
                 let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
                 (StatusCode::PAYLOAD_TOO_LARGE, reason)
             } else {
@@ -130,9 +176,21 @@ async fn answer(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
             log(endpoint, &answer);
             let op = &*answer.summary.operation;
             state.metrics.review(endpoint, op, answer.outcome, seconds);
-            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            respond(StatusCode::OK, "application/json", answer.body.into())
         }
         Err(error) => refuse(state, endpoint, StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
+
+/// `tokio::time::timeout(limit, future)`, with the timer armed only when the first poll does not
+/// finish `future`. A slot is almost always free and a review's body has almost always arrived with
+/// its headers; registering a timer in tokio's wheel and taking it out again cost more than reading
+/// the body. The deadline counts from the second poll, microseconds later.
+async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = pin!(future);
+    match poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => tokio::time::timeout(limit, future).await,
     }
 }
 
@@ -165,15 +223,34 @@ fn log(endpoint: Endpoint, answer: &Answer<'_>) {
     }
 }
 
-fn refuse(state: &AppState, endpoint: Endpoint, status: StatusCode, reason: String) -> Response {
+fn refuse(
+    state: &AppState,
+    endpoint: Endpoint,
+    status: StatusCode,
+    reason: String,
+) -> WebhookResponse {
     warn!(?endpoint, %status, %reason, "not an AdmissionReview");
     state
         .metrics
         .review(endpoint, "unknown", Outcome::invalid, 0.0);
-    (
+    respond(
         status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{reason}\n"),
+        "text/plain; charset=utf-8",
+        format!("{reason}\n").into(),
     )
-        .into_response()
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> WebhookResponse {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn empty(status: StatusCode) -> WebhookResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::BoxError;
 use crate::metrics::Metrics;
 
 /// Timeouts of the HTTPS server.
@@ -75,14 +77,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// every connection to finish its in-flight requests (HTTP/1.1 `Connection: close`, HTTP/2
 /// GOAWAY), waits up to `options.drain_timeout`, closes whatever is left, and returns.
 /// Accept errors are logged and do not stop the server.
-pub async fn serve_tls(
+pub async fn serve_tls<S, B>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    app: Router,
+    app: S,
     options: ServerOptions,
     metrics: Metrics,
     shutdown: CancellationToken,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let conn = Conn {
         acceptor: TlsAcceptor::from(tls),
         http: Arc::new(HttpBuilders::new(&options)),
@@ -131,7 +141,7 @@ pub async fn serve_tls(
 /// `shutdown` is cancelled, then lets in-flight requests finish.
 pub async fn serve_plain(
     listener: TcpListener,
-    app: Router,
+    app: axum::Router,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     info!(addr = ?listener.local_addr().ok(), "serving http");
@@ -213,10 +223,10 @@ async fn drain(graceful: GracefulShutdown, mut conns: JoinSet<()>, timeout: Dura
 
 /// What every connection task needs; cloned per connection.
 #[derive(Clone)]
-struct Conn {
+struct Conn<S> {
     acceptor: TlsAcceptor,
     http: Arc<HttpBuilders>,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
     metrics: Metrics,
@@ -224,7 +234,15 @@ struct Conn {
 
 // === impl Conn ===
 
-impl Conn {
+impl<S, B> Conn<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     async fn serve(self, stream: TcpStream, watcher: Watcher) {
         // Requests and answers are small: don't let Nagle hold them back.
         if let Err(error) = stream.set_nodelay(true) {

@@ -1,4 +1,4 @@
-//! The router end to end without sockets (`oneshot`): routes → admission → engine → patch, plus the
+//! The service end to end without sockets (`oneshot`): routes → admission → engine → patch, plus the
 //! admin endpoints and policy reload.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
 use dualstack_webhook::admin::{self, Readiness};
@@ -16,6 +16,7 @@ use dualstack_webhook::metrics::Metrics;
 use dualstack_webhook::policy::Policy;
 use dualstack_webhook::reload::watch_policy;
 use dualstack_webhook::routes::{self, AppState, MAX_BODY_BYTES};
+use http_body_util::BodyExt as _;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +52,7 @@ fn review(spec: Value) -> Vec<u8> {
     .unwrap()
 }
 
-async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+async fn post(app: routes::Webhook, path: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
     let req = Request::builder()
         .method(Method::POST)
         .uri(path)
@@ -68,10 +69,7 @@ async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Stri
     (
         status,
         ctype,
-        to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
+        res.into_body().collect().await.unwrap().to_bytes().to_vec(),
     )
 }
 
@@ -91,7 +89,7 @@ async fn mutate_patches_and_validate_judges() {
     let (s, _) = state(policy(
         "defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\nrules: [{name: dual, require: {dualStack: true}}]\n",
     ));
-    let app = routes::router(s);
+    let app = routes::service(s);
     let (status, ctype, body) = post(
         app.clone(),
         "/mutate",
@@ -118,7 +116,7 @@ async fn mutate_patches_and_validate_judges() {
 #[tokio::test]
 async fn bad_requests_get_a_status_and_a_one_line_reason() {
     let (s, registry) = state(policy(""));
-    let app = routes::router(s);
+    let app = routes::service(s);
     for (body, want) in [
         (b"".to_vec(), "empty body"),
         (b"{oops".to_vec(), "malformed AdmissionReview"),
@@ -144,8 +142,12 @@ async fn bad_requests_get_a_status_and_a_one_line_reason() {
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let (s, _) = state(policy(""));
-    let (status, _, text) =
-        post(routes::router(s), "/mutate", vec![b' '; MAX_BODY_BYTES + 1]).await;
+    let (status, _, text) = post(
+        routes::service(s),
+        "/mutate",
+        vec![b' '; MAX_BODY_BYTES + 1],
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(String::from_utf8(text).unwrap().contains("limit"));
 }
@@ -155,22 +157,21 @@ async fn a_body_just_under_the_limit_is_read() {
     let (s, _) = state(policy(""));
     let mut body = review(json!({"type": "ClusterIP"}));
     body.resize(MAX_BODY_BYTES, b' '); // trailing whitespace is valid JSON
-    let (status, _, _) = post(routes::router(s), "/validate", body).await;
+    let (status, _, _) = post(routes::service(s), "/validate", body).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn wrong_method_and_path() {
     let (s, _) = state(policy(""));
-    let app = routes::router(s);
+    let app = routes::service(s);
     let get = Request::builder()
         .uri("/mutate")
         .body(Body::empty())
         .unwrap();
-    assert_eq!(
-        app.clone().oneshot(get).await.unwrap().status(),
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    let refused = app.clone().oneshot(get).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.headers()[header::ALLOW], "POST");
     let (status, _, _) = post(app, "/nope", vec![]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -195,7 +196,7 @@ async fn admin_endpoints() {
         StatusCode::OK
     );
     let _ = post(
-        routes::router(s),
+        routes::service(s),
         "/mutate",
         review(json!({"type": "ClusterIP"})),
     )
@@ -207,13 +208,8 @@ async fn admin_endpoints() {
             .unwrap()
             .starts_with("application/openmetrics-text")
     );
-    let text = String::from_utf8(
-        to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains(r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="allowed"} 1"#), "{text}");
     assert!(
         text.contains("dualstack_webhook_review_duration_seconds_count"),
@@ -232,7 +228,7 @@ async fn policy_reload_keeps_the_last_good_policy() {
     let v1 = format!("{HEADER}defaults: {{ipFamilyPolicy: SingleStack}}\n");
     std::fs::write(&path, &v1).unwrap();
     let (s, registry) = state(Policy::from_yaml(&v1).unwrap());
-    let app = routes::router(s.clone());
+    let app = routes::service(s.clone());
     let token = CancellationToken::new();
     let task = tokio::spawn(watch_policy(
         path.clone(),
@@ -303,7 +299,7 @@ async fn a_body_that_never_arrives_gets_408() {
         .body(Body::from_stream(never))
         .unwrap();
     // Time is paused: the runtime jumps to the body deadline as soon as everything is idle.
-    let res = routes::router(s).oneshot(req).await.unwrap();
+    let res = routes::service(s).oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
 }
 
@@ -311,7 +307,7 @@ async fn a_body_that_never_arrives_gets_408() {
 async fn reviews_in_flight_are_bounded() {
     use dualstack_webhook::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
     let (s, _) = state(policy(""));
-    let app = routes::router(s);
+    let app = routes::service(s);
     // Fill every slot with a body that never arrives.
     let mut stalled = Vec::new();
     for _ in 0..MAX_IN_FLIGHT {

@@ -101,7 +101,7 @@ pub(crate) async fn start(
     let task = tokio::spawn(server::serve_tls(
         listener,
         config,
-        routes::router(state.clone()),
+        routes::service(state.clone()),
         options,
         metrics.clone(),
         shutdown.clone(),
