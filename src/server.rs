@@ -71,28 +71,50 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 200;
 /// readable, so retrying at once would spin on the same error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What [`serve_tls`] serves: a tower service of HTTP requests (the webhook's, or a test's),
+/// cloned for every connection.
+pub trait HttpsService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The answers' body.
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpsService for S
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type Body = B;
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` is cancelled.
 ///
 /// On shutdown it stops accepting (the listener is closed, so new connections are refused), asks
 /// every connection to finish its in-flight requests (HTTP/1.1 `Connection: close`, HTTP/2
 /// GOAWAY), waits up to `options.drain_timeout`, closes whatever is left, and returns.
 /// Accept errors are logged and do not stop the server.
-pub async fn serve_tls<S, B>(
+pub async fn serve_tls<S: HttpsService>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: S,
     options: ServerOptions,
     metrics: Metrics,
     shutdown: CancellationToken,
-) -> io::Result<()>
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) -> io::Result<()> {
     let conn = Conn {
         acceptor: TlsAcceptor::from(tls),
         http: Arc::new(HttpBuilders::new(&options)),
@@ -234,15 +256,7 @@ struct Conn<S> {
 
 // === impl Conn ===
 
-impl<S, B> Conn<S>
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpsService> Conn<S> {
     async fn serve(self, stream: TcpStream, watcher: Watcher) {
         // Requests and answers are small: don't let Nagle hold them back.
         if let Err(error) = stream.set_nodelay(true) {
