@@ -8,7 +8,14 @@ use crate::json_text::{string, string_list};
 /// The JSON text of `review`.
 pub(super) fn to_json(review: &ReviewOut<'_>) -> Vec<u8> {
     let r = &review.response;
-    let mut out = Vec::with_capacity(256 + r.patch.as_ref().map_or(0, String::len));
+    // Room for everything but escapes, so that the buffer is allocated once: the envelope, the
+    // patch, and the audit annotations and warnings, which are longer than the rest together.
+    let annotations: usize = (r.audit_annotations.iter())
+        .map(|(key, value)| key.len() + value.len() + 6)
+        .sum();
+    let warnings: usize = r.warnings.iter().map(|w| w.len() + 3).sum();
+    let patch = r.patch.as_ref().map_or(0, String::len);
+    let mut out = Vec::with_capacity(256 + patch + annotations + warnings);
     out.extend_from_slice(b"{\"apiVersion\":");
     string(&mut out, review.api_version);
     out.extend_from_slice(b",\"kind\":");
