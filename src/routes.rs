@@ -23,7 +23,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
-use tokio::time::error::Elapsed;
 use tracing::{debug, info, warn};
 
 use crate::BoxError;
@@ -123,8 +122,8 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let slot = within(SLOT_WAIT, shared.in_flight.acquire()).await;
-    let Ok(Ok(_slot)) = slot else {
+    let slot = within(SLOT_WAIT, pin!(shared.in_flight.acquire())).await;
+    let Some(Ok(_slot)) = slot else {
         let reason = format!("more than {MAX_IN_FLIGHT} reviews in flight; retry");
         return refuse(
             &shared.state,
@@ -144,10 +143,11 @@ where
     // No span around the body read and the review: nothing in them logs, and a span entered on
     // every poll, with four fields recorded one by one, cost more than the decision itself. The
     // `review` span is made once, with all its fields, around the events below (`log`, `refuse`).
-    let collected = within(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let collect = pin!(Limited::new(body, MAX_BODY_BYTES).collect());
+    let collected = within(BODY_TIMEOUT, collect).await;
     let bytes = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) => {
+        Some(Ok(collected)) => collected.to_bytes(),
+        Some(Err(error)) => {
             // Over the limit, or a broken connection; both end this request.
             let (status, reason) = if error.is::<LengthLimitError>() {
                 let reason = format!("request body over the {MAX_BODY_BYTES}-byte limit");
@@ -160,7 +160,7 @@ where
             };
             return refuse(state, endpoint, status, reason);
         }
-        Err(_) => {
+        None => {
             let reason = format!(
                 "request body not received within {}s",
                 BODY_TIMEOUT.as_secs()
@@ -182,16 +182,21 @@ where
     }
 }
 
-/// `tokio::time::timeout(limit, future)`, with the timer armed only when the first poll does not
-/// finish `future`. A slot is almost always free and a review's body has almost always arrived with
-/// its headers; registering a timer in tokio's wheel and taking it out again cost more than reading
-/// the body. The deadline counts from the second poll, microseconds later.
-async fn within<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-    let mut future = pin!(future);
-    match poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
-        Poll::Ready(output) => Ok(output),
-        Poll::Pending => tokio::time::timeout(limit, future).await,
+/// `future`, or `None` once `limit` has passed: `tokio::time::timeout`, with the timer armed only
+/// when the first poll does not finish `future`. A slot is almost always free and a review's body
+/// has almost always arrived with its headers; registering a timer in tokio's wheel and taking it
+/// out again cost more than reading the body. The timer is boxed, so that it takes no room in the
+/// (boxed) future of every review. The deadline counts from the second poll, microseconds later.
+async fn within<F: Future>(limit: Duration, mut future: Pin<&mut F>) -> Option<F::Output> {
+    if let Poll::Ready(output) = poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+        return Some(output);
     }
+    let mut timer = Box::pin(tokio::time::sleep(limit));
+    poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+    })
+    .await
 }
 
 /// Logs the decision as one event that carries the request's endpoint, uid, namespace, name and
