@@ -106,8 +106,55 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_family_policy: Option<String>,
     /// `selector`; empty or absent makes a headless Service "selectorless" (R3.12).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<Labels>,
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
+}
+
+/// `spec.selector` as the rules read it: whether it names a label (R3.6, R3.12). Nothing reads the
+/// labels themselves, so they are checked (a map of strings, as the API server's type is) and
+/// dropped rather than copied out of every review.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Selector {
+    /// Absent, `null` or `{}`: the Service selects no Pods.
+    #[default]
+    Empty,
+    /// At least one label.
+    Labels,
+}
+
+impl Selector {
+    /// [`Selector::Empty`] or [`Selector::Labels`], by the number of labels.
+    pub fn of(labels: usize) -> Self {
+        if labels == 0 {
+            Self::Empty
+        } else {
+            Self::Labels
+        }
+    }
+
+    /// Selects no Pods.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::Empty
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let labels = Option::<Labels>::deserialize(deserializer)?;
+        Ok(Self::of(labels.map_or(0, |labels| labels.len())))
+    }
+}
+
+/// Written as `{}` or as one placeholder label: what the rules see of it, for tests that build
+/// JSON from a [`ServiceSpec`].
+impl Serialize for Selector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let labels: &[(&str, &str)] = match self {
+            Self::Empty => &[],
+            Self::Labels => &[("selected", "true")],
+        };
+        serializer.collect_map(labels.iter().copied())
+    }
 }
 
 static EMPTY_SPEC: ServiceSpec = ServiceSpec {
@@ -116,7 +163,7 @@ static EMPTY_SPEC: ServiceSpec = ServiceSpec {
     cluster_ips: None,
     ip_families: None,
     ip_family_policy: None,
-    selector: None,
+    selector: Selector::Empty,
 };
 
 // === impl IpFamily ===
@@ -305,7 +352,7 @@ impl ServiceSpec {
 
     /// No selector, or an empty one (R3.6, R3.12).
     pub fn is_selectorless(&self) -> bool {
-        self.selector.as_ref().is_none_or(BTreeMap::is_empty)
+        self.selector.is_empty()
     }
 
     /// The pinned IPs that decide families (R3.10): `clusterIPs`, else `[clusterIP]`, without `None`.

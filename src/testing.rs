@@ -1,13 +1,13 @@
 //! Test helpers: terse builders for Services and clusters.
 
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::service::{Labels, Metadata, Service, ServiceSpec};
+use crate::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 
 /// A ClusterIP Service spec with a selector, like Kubernetes' `MakeService`.
 pub(crate) fn spec() -> ServiceSpec {
     ServiceSpec {
         type_: Some("ClusterIP".into()),
-        selector: Some(labels(&[("k", "v")])),
+        selector: Selector::Labels,
         ..ServiceSpec::default()
     }
 }
@@ -45,7 +45,7 @@ pub(crate) trait SpecExt: Sized {
         self.ip("None")
     }
     fn selectorless(self) -> Self {
-        self.with(|s| s.selector = None)
+        self.with(|s| s.selector = Selector::Empty)
     }
 }
 

@@ -10,7 +10,7 @@ use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
 use dualstack_webhook::engine::{self, Decision, Denial, Operation, Request};
 use dualstack_webhook::patch;
 use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::{Metadata, Service, ServiceSpec};
+use dualstack_webhook::service::{Metadata, Selector, Service, ServiceSpec};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -61,7 +61,7 @@ prop_compose! {
             cluster_ips,
             ip_families,
             ip_family_policy,
-            selector: selector.then(|| [("app".to_owned(), "web".to_owned())].into()),
+            selector: if selector { Selector::Labels } else { Selector::Empty },
         }
     }
 }

@@ -10,7 +10,7 @@ use arbitrary::Arbitrary;
 use dualstack_webhook::apiserver;
 use dualstack_webhook::engine::{self, Denial, MAX_WARNING_CHARS, Operation, Request};
 use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::{Metadata, Service, ServiceSpec};
+use dualstack_webhook::service::{Metadata, Selector, Service, ServiceSpec};
 use dualstack_webhook_fuzz::{cluster, patched_spec};
 use libfuzzer_sys::fuzz_target;
 
@@ -74,9 +74,11 @@ impl Spec {
             cluster_ips: list(&self.cluster_ips, &IPS),
             ip_families: list(&self.ip_families, &FAMILIES),
             ip_family_policy: self.ip_family_policy.as_ref().map(|p| p.get(&POLICIES)),
-            selector: self
-                .selector
-                .then(|| [("app".to_owned(), "web".to_owned())].into()),
+            selector: if self.selector {
+                Selector::Labels
+            } else {
+                Selector::Empty
+            },
         };
         let mut metadata = Metadata {
             name: "web".into(),

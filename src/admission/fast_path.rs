@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::json_skip;
 use crate::json_text::plain_run;
-use crate::service::{Labels, Metadata, Service, ServiceSpec};
+use crate::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 
 use super::{GroupVersionKind, RequestIn, ReviewIn, ServiceObject};
 
@@ -238,7 +238,7 @@ impl<'a> Reader<'a> {
                 }
                 b"selector" => {
                     seen.first(5)?;
-                    spec.selector = r.nullable(|r| r.labels(true))?;
+                    spec.selector = r.selector()?;
                     return Some(());
                 }
                 _ => return r.skip_value(),
@@ -253,18 +253,43 @@ impl<'a> Reader<'a> {
     /// A map of strings; empty unless `keep`.
     fn labels(&mut self, keep: bool) -> Option<Labels> {
         let mut labels = BTreeMap::new();
-        self.object(|r, key| {
-            let value = r.plain_str()?;
+        self.string_map(|key, value| {
             if keep {
                 // A repeated key: the last value wins, as in serde's map.
                 let key = std::str::from_utf8(key).ok()?;
                 labels.insert(key.to_owned(), std::str::from_utf8(value).ok()?.to_owned());
-            } else if !value.is_ascii() {
-                std::str::from_utf8(value).ok()?;
             }
             Some(())
         })?;
         Some(labels)
+    }
+
+    /// `spec.selector`: a map of strings or null, checked as serde reads one; what is kept is
+    /// whether it has a member ([`Selector`]).
+    fn selector(&mut self) -> Option<Selector> {
+        let mut members = 0;
+        self.nullable(|r| {
+            r.string_map(|_, _| {
+                members += 1;
+                Some(())
+            })
+        })?;
+        Some(Selector::of(members))
+    }
+
+    /// A map of strings, every key and value checked as serde checks them (UTF-8 included), each
+    /// member handed to `member`.
+    fn string_map(
+        &mut self,
+        mut member: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.object(|r, key| {
+            let value = r.plain_str()?;
+            if !value.is_ascii() {
+                std::str::from_utf8(value).ok()?;
+            }
+            member(key, value)
+        })
     }
 
     fn strings(&mut self) -> Option<Vec<String>> {

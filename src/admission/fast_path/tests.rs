@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::super::{ReviewIn, ServiceObject};
+use crate::service::Selector;
 
 /// The fast path for a policy that reads labels (it keeps everything it reads).
 fn decode(body: &[u8]) -> Option<ReviewIn<'_, ServiceObject>> {
@@ -313,4 +314,35 @@ thread_local! {
 
 fn reviews_count() -> usize {
     REVIEWS.with(Vec::len)
+}
+
+/// `spec.selector` is kept as whether it names a label (R3.12), by both paths alike; a value that
+/// is not a string is refused by both.
+#[test]
+fn selector_is_kept_as_whether_it_has_a_label() {
+    for (selector, want) in [
+        ("null", Some(Selector::Empty)),
+        ("{}", Some(Selector::Empty)),
+        (r#"{"app":"web"}"#, Some(Selector::Labels)),
+        (
+            r#"{"app":"web","tier":"front","app":"x"}"#,
+            Some(Selector::Labels),
+        ),
+        (r#"{"app":1}"#, None),
+    ] {
+        let body = with_object(&format!(r#"{{"spec":{{"selector":{selector}}}}}"#));
+        let read = |review: ReviewIn<'_, ServiceObject>| {
+            review
+                .request
+                .unwrap()
+                .object
+                .unwrap()
+                .0
+                .spec
+                .unwrap()
+                .selector
+        };
+        assert_eq!(decode(body.as_bytes()).map(read), want, "{selector}");
+        assert_eq!(serde(body.as_bytes()).ok().map(read), want, "{selector}");
+    }
 }
