@@ -9,11 +9,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tracing::Level;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::fmt::format::{Format, Full, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 use crate::json_text::plain_run;
@@ -48,7 +51,10 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
         // The fields as `name=value`, strings quoted, control characters escaped (a request
         // cannot break a line or colour a terminal), without the default formatter's per-field
         // styling machinery, which costs even with colours off.
-        LogFormat::Plain => builder.fmt_fields(PlainFields).try_init(),
+        LogFormat::Plain => builder
+            .fmt_fields(PlainFields)
+            .event_format(PlainLines::new(CachedClock))
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -179,6 +185,57 @@ impl<'a> MakeWriter<'a> for BatchWriter {
         LineWriter {
             shared: &self.shared,
         }
+    }
+}
+
+/// The plain format's lines: what tracing-subscriber's default (`Full`) format writes, the usual
+/// line (no colours, no span around the event, not from the `log` crate) written piece by piece:
+/// `Full` spends three `write!`s on the level and the target, a fifth of a review's log line.
+/// Every other line is `Full`'s own.
+struct PlainLines<T> {
+    timer: T,
+    full: Format<Full, T>,
+}
+
+impl<T: FormatTime + Clone> PlainLines<T> {
+    fn new(timer: T) -> Self {
+        let full = tracing_subscriber::fmt::format().with_timer(timer.clone());
+        Self { timer, full }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for PlainLines<T>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        // `log` records carry their real target and level in `log.*` fields, which `Full` reads.
+        let from_log = meta.fields().field("log.target").is_some();
+        if writer.has_ansi_escapes() || from_log || ctx.event_scope().is_some() {
+            return self.full.format_event(ctx, writer, event);
+        }
+        if self.timer.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
+        writer.write_str(match *meta.level() {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        })?;
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_str("\n")
     }
 }
 
@@ -317,7 +374,28 @@ mod tests {
     }
 
     /// What the plain format writes for the events `log` emits (no time, no target).
-    fn plain_lines(log: impl FnOnce()) -> String {
+    fn plain_lines(log: impl Fn()) -> String {
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_target(false);
+        lines_of(format, log)
+    }
+
+    /// A clock that always says the same thing.
+    #[derive(Clone)]
+    struct Noon;
+
+    impl FormatTime for Noon {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-11-27T12:00:00.000000Z")
+        }
+    }
+
+    /// What `format` writes for the events `log` emits, with the plain fields and a fixed time.
+    fn lines_of<F>(format: F, log: impl Fn()) -> String
+    where
+        F: for<'a> FormatEvent<tracing_subscriber::Registry, PlainFields> + Send + Sync + 'static,
+    {
         use tracing_subscriber::layer::SubscriberExt as _;
 
         let sink = Sink::default();
@@ -328,14 +406,42 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .without_time()
-                .with_target(false)
                 .fmt_fields(PlainFields)
+                .event_format(format)
                 .with_writer(writer),
         );
         tracing::subscriber::with_default(subscriber, log);
         drop(guard);
         written(&sink)
+    }
+
+    /// The plain lines are the default format's, byte for byte: at every level, inside a span
+    /// (which the default format writes itself) and outside.
+    #[test]
+    fn plain_lines_are_the_default_formats() {
+        let log = || {
+            tracing::info!(uid = "u-1", dry_run = false, "patched");
+            tracing::warn!(status = 400, "not an AdmissionReview");
+            tracing::error!("stopped");
+            tracing::debug!(endpoint = ?Some("mutate"), "allowed");
+            tracing::trace!("nothing");
+            let span = tracing::info_span!("conn", client.addr = "127.0.0.1:1");
+            span.in_scope(|| tracing::info!(h2 = true, "tls handshake complete"));
+        };
+        let ours = lines_of(PlainLines::new(Noon), log);
+        assert_eq!(
+            ours,
+            lines_of(tracing_subscriber::fmt::format().with_timer(Noon), log)
+        );
+        assert!(
+            ours.starts_with("2026-11-27T12:00:00.000000Z  INFO dualstack_webhook::telemetry::tests: patched uid=\"u-1\" dry_run=false\n"),
+            "{ours}"
+        );
+        assert!(
+            ours.contains(" conn{client.addr=\"127.0.0.1:1\"}: "),
+            "{ours}"
+        );
+        assert_eq!(ours.lines().count(), 6, "{ours}");
     }
 
     /// What a plain line says, with a request's hostile strings in it.
