@@ -280,19 +280,20 @@ impl PlainVisitor<'_> {
     }
 }
 
+/// The single characters go through `write_char`, a push, rather than `write_str`, a copy.
 fn write_field(w: &mut Writer<'_>, first: bool, name: &str, value: PlainValue<'_>) -> fmt::Result {
     if !first {
-        w.write_str(" ")?;
+        w.write_char(' ')?;
     }
     if name != "message" {
         w.write_str(name)?;
-        w.write_str("=")?;
+        w.write_char('=')?;
     }
     match value {
         PlainValue::Quoted(text) => {
-            w.write_str("\"")?;
+            w.write_char('"')?;
             w.write_str(text)?;
-            w.write_str("\"")
+            w.write_char('"')
         }
         PlainValue::Bool(yes) => w.write_str(if yes { "true" } else { "false" }),
         PlainValue::Debug(value) => {
