@@ -10,7 +10,8 @@
 #
 # Knobs (environment): REPEATS=3 DURATION=5 (s per point) SAT_DURATION=10 RATES="500 1000 ..."
 # MODERATE=1000 (the rate the p50 target is judged at) SERVER_CPU=1 CLIENT_CPU=0 WORKERS=1
-# (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) BUILD=1.
+# (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) LAT_CLIENTS=10 (fixed
+# rates) BUILD=1.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +31,7 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 WORKERS=${WORKERS:-1}
 CLIENTS=${CLIENTS:-4}
 STREAMS=${STREAMS:-16}
+LAT_CLIENTS=${LAT_CLIENTS:-10}
 BUILD=${BUILD:-1}
 
 work=$(mktemp -d)
@@ -139,16 +141,25 @@ for r in $(seq 1 "$REPEATS"); do
   done
 done
 
-# Latency at fixed offered rates: open loop (h2load --rps per client, streams not a limit).
+# Latency at fixed offered rates: open loop (h2load --rps per connection, streams not a limit).
+# h2load paces each connection with a timer of at least 10 ms, so a few connections at a high rate
+# each send bursts: at 1000 req/s over 4 connections, ten requests at once every 10 ms, and the
+# median request waits behind half a burst. LAT_CLIENTS connections created 1 ms apart (-r 1
+# --rate-period 1ms) have their timers a millisecond apart: one request a millisecond at 1000 req/s,
+# rate/1000 at once above. Rate mode excludes -D and --warm-up-time, so each run sends DURATION + 1
+# seconds of requests and the first second (connections, handshakes) is left out.
 for rate in $RATES; do
-  per=$(( (rate + CLIENTS - 1) / CLIENTS ))
+  per=$(( (rate + LAT_CLIENTS - 1) / LAT_CLIENTS ))
+  total=$(( per * LAT_CLIENTS * (DURATION + 1) ))
   for r in $(seq 1 "$REPEATS"); do
     for s in webhook floor; do
       log=$work/$s-$rate-$r.log
-      res=$(h2 -c "$CLIENTS" -m 256 --rps "$per" -D "$DURATION" --warm-up-time 1 --log-file "$log" "$(url $s)")
+      res=$(h2 -c "$LAT_CLIENTS" -m 256 --rps "$per" -r 1 --rate-period 1ms -n "$total" --log-file "$log" "$(url $s)")
       rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
       ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
-      read -r p50 p99 p999 < <(cut -f3 "$log" | sort -n | awk '{ v[NR] = $1 } END {
+      # The log's columns: start (µs since the epoch), status, latency (µs).
+      read -r p50 p99 p999 < <(sort -n "$log" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }' |
+        sort -n | awk '{ v[NR] = $1 } END {
         i = int(NR * 0.50); if (i < 1) i = 1; j = int(NR * 0.99); if (j < 1) j = 1; k = int(NR * 0.999); if (k < 1) k = 1
         print v[i], v[j], v[k] }')
       printf '%s\tlatency\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$rate" "$r" "$rps" "$p50" "$p99" "$p999" "$ok" >>"$raw"
@@ -187,7 +198,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "| ready after exec (ms, median of 5) | $ready_median | | |"
   echo
   echo "Machine: $(nproc) × $cpu, $(uname -sr); $(date -u +%Y-%m-%d). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU; saturation: $CLIENTS connections × $STREAMS streams; fixed rates: $CLIENTS connections, open loop). Medians of $REPEATS interleaved runs."
+  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU; saturation: $CLIENTS connections × $STREAMS streams; fixed rates: open loop, $LAT_CLIENTS connections started 1 ms apart, the first second left out). Medians of $REPEATS interleaved runs."
   echo "Review: $(wc -c <"$review") bytes ($(basename "$review")), POST /mutate, answered with a patch; policy: manifests/policy.yaml; --service-cidrs $cidrs."
 } >"$out/summary.md"
 cat "$out/summary.md"
