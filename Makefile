@@ -4,7 +4,7 @@ BIN := target/release/dualstack-webhook
 
 .PHONY: test lint unit fixtures release run clean
 
-## test: lint, unit/property/router/TLS/hostile/fault tests, curl fixtures, a short fuzz run, the
+## test: lint, unit/property/service/TLS/hostile/fault tests, curl fixtures, a short fuzz run, the
 ## dependency policy, and end-to-end tests against a real kube-apiserver
 test: lint unit fixtures fuzz-smoke deny e2e
 
@@ -13,7 +13,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## unit: cargo test (unit, table, property, router and real-socket TLS tests)
+## unit: cargo test (unit, table, property, service and real-socket TLS tests)
 unit:
 	$(CARGO) test --locked
 
