@@ -59,7 +59,7 @@ fn plain_run_words(body: &[u8], from: usize) -> usize {
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    // Runs that need no escape are found eight bytes at a time and copied in one go.
+    // Runs that need no escape are found by `plain_run` and copied in one go.
     let mut at = 0;
     loop {
         let end = plain_run(bytes, at);

@@ -141,7 +141,7 @@ where
 {
     // No span around the body read and the review: nothing in them logs, and a span entered on
     // every poll, with four fields recorded one by one, cost more than the decision itself. The
-    // `review` span is made once, with all its fields, around the events below (`log`, `refuse`).
+    // events below (`log`, `refuse`) carry the request's fields themselves.
     let collect = pin!(Limited::new(body, MAX_BODY_BYTES).collect());
     let collected = within(BODY_TIMEOUT, collect).await;
     let bytes = match collected {

@@ -44,18 +44,19 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_timer(CachedClock)
         .with_writer(writer);
     // A second init (tests) fails harmlessly: the first subscriber stays.
     let _ = match format {
         // The fields as `name=value`, strings quoted, control characters escaped (a request
         // cannot break a line or colour a terminal), without the default formatter's per-field
-        // styling machinery, which costs even with colours off.
+        // styling machinery, which costs even with colours off. The lines' timestamps are
+        // `CachedClock`'s in both formats.
         LogFormat::Plain => builder
             .fmt_fields(PlainFields)
             .event_format(PlainLines::new(CachedClock))
             .try_init(),
         LogFormat::Json => builder
+            .with_timer(CachedClock)
             .json()
             .flatten_event(true)
             .with_current_span(true)
