@@ -1,5 +1,7 @@
 //! Prometheus metrics: typed families registered on a caller-owned registry (no globals).
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,6 +65,32 @@ pub struct ReviewLabels {
     pub outcome: Outcome,
 }
 
+impl ReviewLabels {
+    /// How many label sets there are: endpoints × operations × outcomes.
+    const COUNT: usize = 2 * 6 * 5;
+
+    /// This label set's place among the [`Self::COUNT`].
+    fn index(self) -> usize {
+        (self.endpoint as usize * 6 + self.operation as usize) * 5 + self.outcome as usize
+    }
+}
+
+/// The handles of the review series in use, by [`ReviewLabels::index`] and by endpoint.
+#[derive(Debug)]
+struct ReviewSeries {
+    counts: [OnceLock<Counter>; ReviewLabels::COUNT],
+    durations: [OnceLock<Histogram>; 2],
+}
+
+impl Default for ReviewSeries {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| OnceLock::new()),
+            durations: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
 /// Labels of `dualstack_webhook_review_duration_seconds`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
@@ -119,6 +147,10 @@ pub struct WatchLabels {
 pub struct Metrics {
     reviews: Family<ReviewLabels, Counter>,
     review_duration: Family<EndpointLabels, Histogram>,
+    /// Every review updates one series of each of the two families above. Their handles are kept
+    /// here once a label set is first used: a family's lookup (a lock, hashing the labels) cost
+    /// more than the increment. A series still appears in `/metrics` only once it has been used.
+    review_series: Arc<ReviewSeries>,
     policy_reloads: Family<ReloadLabels, Counter>,
     certificate_reloads: Family<ReloadLabels, Counter>,
     tls_handshake_failures: Counter,
@@ -174,6 +206,7 @@ impl Metrics {
             watch_errors,
             reviews,
             review_duration,
+            review_series: Arc::default(),
             policy_reloads,
             certificate_reloads,
             tls_handshake_failures,
@@ -192,15 +225,21 @@ impl Metrics {
             "unknown" => OperationLabel::unknown,
             _ => OperationLabel::other,
         };
-        self.reviews
-            .get_or_create(&ReviewLabels {
-                endpoint,
-                operation,
-                outcome,
-            })
+        let labels = ReviewLabels {
+            endpoint,
+            operation,
+            outcome,
+        };
+        let series = &self.review_series;
+        series.counts[labels.index()]
+            .get_or_init(|| self.reviews.get_or_create(&labels).clone())
             .inc();
-        self.review_duration
-            .get_or_create(&EndpointLabels { endpoint })
+        series.durations[endpoint as usize]
+            .get_or_init(|| {
+                (self.review_duration)
+                    .get_or_create(&EndpointLabels { endpoint })
+                    .clone()
+            })
             .observe(seconds);
     }
 
@@ -259,5 +298,68 @@ mod tests {
             assert!(text.contains(&line), "{line} not in {text}");
         }
         assert!(!text.contains("PATCH"));
+    }
+
+    #[test]
+    fn every_review_label_set_has_its_own_series() {
+        use std::collections::HashSet;
+        let endpoints = [Endpoint::mutate, Endpoint::validate];
+        let operations = [
+            OperationLabel::CREATE,
+            OperationLabel::UPDATE,
+            OperationLabel::DELETE,
+            OperationLabel::CONNECT,
+            OperationLabel::unknown,
+            OperationLabel::other,
+        ];
+        let outcomes = [
+            Outcome::allowed,
+            Outcome::patched,
+            Outcome::warned,
+            Outcome::denied,
+            Outcome::invalid,
+        ];
+        let mut seen = HashSet::new();
+        for endpoint in endpoints {
+            for operation in operations {
+                for outcome in outcomes {
+                    let labels = ReviewLabels {
+                        endpoint,
+                        operation,
+                        outcome,
+                    };
+                    assert!(labels.index() < ReviewLabels::COUNT, "{labels:?}");
+                    assert!(seen.insert(labels.index()), "{labels:?} shares a series");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_series_count_into_the_registry() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        for _ in 0..3 {
+            metrics.review(Endpoint::mutate, "CREATE", Outcome::patched, 0.001);
+        }
+        metrics.review(Endpoint::mutate, "CREATE", Outcome::denied, 0.001);
+        metrics.review(Endpoint::validate, "UPDATE", Outcome::patched, 0.001);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="patched"} 3"#,
+            r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="denied"} 1"#,
+            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="UPDATE",outcome="patched"} 1"#,
+            r#"dualstack_webhook_review_duration_seconds_count{endpoint="mutate"} 4"#,
+            r#"dualstack_webhook_review_duration_seconds_count{endpoint="validate"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        // Only the series used appear.
+        assert_eq!(
+            text.matches("dualstack_webhook_reviews_total{").count(),
+            3,
+            "{text}"
+        );
     }
 }
