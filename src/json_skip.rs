@@ -1,8 +1,8 @@
 //! Skipping one JSON value without decoding it: where it ends, checked as strictly as serde_json
 //! checks what it ignores (or more strictly). Objects and arrays are scanned 64 bytes at a time
 //! with a structural index in the manner of simdjson (Langdale and Lemire, "Parsing gigabytes of
-//! JSON per second", 2019): bit masks of the quotes, backslashes, structural characters, spaces and
-//! control characters in the block give every string's extent without looking at its bytes one by
+//! JSON per second", 2019): bit masks of the quotes, backslashes, structural characters and bytes
+//! up to the space in the block give every string's extent without looking at its bytes one by
 //! one, and only the tokens (`{ } [ ] : ,`, a string's opening quote, a scalar's first byte) are
 //! then checked against the grammar. On x86_64 the masks come from SSE2 (`safe_arch`), elsewhere
 //! from the same arithmetic on 64-bit words.
@@ -127,27 +127,33 @@ fn container_end(body: &[u8], start: usize) -> Option<usize> {
     };
     let mut block_start = start;
     while block_start < body.len() {
-        let classes = match body.get(block_start..block_start + 64) {
-            Some(full) => classify(full.try_into().ok()?),
+        let (classes, in_body) = match body.get(block_start..block_start + 64) {
+            Some(full) => (classify(full.try_into().ok()?), u64::MAX),
             None => {
-                // The last, short block: padded with spaces, which are neither tokens nor strings.
+                // The last, short block: padded with spaces, which are neither tokens nor strings
+                // (and not looked at as blanks: they are not in the body).
                 let mut padded = [b' '; 64];
                 let tail = &body[block_start..];
                 padded[..tail.len()].copy_from_slice(tail);
-                classify(&padded)
+                (classify(&padded), (1 << tail.len()) - 1)
             }
         };
         // An escaped byte follows its backslash (never the first byte: that is the bracket).
-        let (mut tokens, mut stray) = strings.tokens(&classes, |escaped| {
+        let (mut tokens, blank_in_string) = strings.tokens(&classes, |escaped| {
             escape_end(body, (block_start + escaped).checked_sub(1)?)
         })?;
-        // Control characters outside strings may only be the whitespace among them.
-        while stray != 0 {
-            let at = block_start + stray.trailing_zeros() as usize;
-            if !matches!(body.get(at), Some(b'\t' | b'\n' | b'\r')) {
+        // Bytes up to 0x20 (none in the compact JSON the API server sends, but for spaces in some
+        // strings): in a string only the space, elsewhere only whitespace.
+        let mut blank = classes.blank & in_body;
+        while blank != 0 {
+            let bit = blank & blank.wrapping_neg();
+            blank ^= bit;
+            let byte = *body.get(block_start + bit.trailing_zeros() as usize)?;
+            let allowed = byte == b' '
+                || (blank_in_string & bit == 0 && matches!(byte, b'\t' | b'\n' | b'\r'));
+            if !allowed {
                 return None;
             }
-            stray &= stray - 1;
         }
         while tokens != 0 {
             let at = block_start + tokens.trailing_zeros() as usize;
@@ -168,10 +174,10 @@ struct Classes {
     backslash: u64,
     /// `{ } [ ] : ,`
     structural: u64,
-    space: u64,
-    /// 0x00 to 0x1f: tab, line feed and carriage return are whitespace outside strings, the rest
-    /// is never valid there, and none of them is inside a string.
-    control: u64,
+    /// 0x00 to 0x20: the space, tab, line feed and carriage return are whitespace outside strings,
+    /// the space is the only one allowed inside one, the others are valid nowhere. One class for
+    /// all of them (they are rare in compact JSON), told apart by the byte when one is there.
+    blank: u64,
 }
 
 /// What carries from one block to the next: whether it ends inside a string, on an unfinished
@@ -185,9 +191,9 @@ struct Strings {
 
 impl Strings {
     /// The block's tokens (structural characters outside strings, opening quotes, first bytes of
-    /// scalars) and its control characters outside strings (for the caller to check that they are
-    /// whitespace); `None` when a string holds a control character or `check_escape` (called with
-    /// the index in the block of each escaped byte) refuses an escape.
+    /// scalars) and the mask of the bytes inside strings (for the caller to check the blanks);
+    /// `None` when `check_escape` (called with the index in the block of each escaped byte) refuses
+    /// an escape.
     fn tokens(
         &mut self,
         classes: &Classes,
@@ -204,14 +210,11 @@ impl Strings {
         // From each opening quote up to (not including) its closing quote.
         let in_string = prefix_xor(quote) ^ self.in_string;
         self.in_string = 0u64.wrapping_sub(in_string >> 63);
-        if classes.control & in_string != 0 {
-            return None;
-        }
-        let scalar = !(in_string | quote | classes.structural | classes.space | classes.control);
+        let scalar = !(in_string | quote | classes.structural | classes.blank);
         let scalar_start = scalar & !(scalar << 1 | self.in_scalar);
         self.in_scalar = scalar >> 63;
         let tokens = (classes.structural & !in_string) | (quote & in_string) | scalar_start;
-        Some((tokens, classes.control & !in_string))
+        Some((tokens, in_string))
     }
 
     /// The bytes that follow an odd run of backslashes (simdjson's branchless `find_escaped`).
@@ -350,8 +353,7 @@ fn classify(block: &[u8; 64]) -> Classes {
         classes.quote |= bits(eq(b'"'));
         classes.backslash |= bits(eq(b'\\'));
         classes.structural |= bits(bitor_m128i(brackets, bitor_m128i(eq(b':'), eq(b','))));
-        classes.space |= bits(eq(b' '));
-        classes.control |= bits(cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1f)), v));
+        classes.blank |= bits(cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(b' ')), v));
     }
     classes
 }
@@ -384,9 +386,8 @@ fn classify_words(block: &[u8; 64]) -> Classes {
         classes.quote |= bits(eq(b'"'));
         classes.backslash |= bits(eq(b'\\'));
         classes.structural |= bits(brackets | eq(b':') | eq(b','));
-        classes.space |= bits(eq(b' '));
-        // Below 0x20: adding 0x60 to the low seven bits leaves the high bit clear.
-        classes.control |= bits(!((x & LOW7).wrapping_add(ONES * 0x60) | x) & !LOW7);
+        // Up to 0x20: adding 0x5f to the low seven bits leaves the high bit clear.
+        classes.blank |= bits(!((x & LOW7).wrapping_add(ONES * 0x5f) | x) & !LOW7);
     }
     classes
 }

@@ -22,8 +22,7 @@ fn classes_by_byte(block: &[u8; 64]) -> Classes {
         set(&mut classes.quote, byte == b'"');
         set(&mut classes.backslash, byte == b'\\');
         set(&mut classes.structural, b"{}[]:,".contains(&byte));
-        set(&mut classes.space, byte == b' ');
-        set(&mut classes.control, byte < 0x20);
+        set(&mut classes.blank, byte <= b' ');
     }
     classes
 }
