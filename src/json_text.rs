@@ -7,7 +7,19 @@
 /// last bytes of the body are read one by one. Most strings of a review (keys, names, labels) end
 /// within the first sixteen bytes: one load, three comparisons and a mask.
 #[inline(always)]
-pub fn plain_run(body: &[u8], mut from: usize) -> usize {
+pub fn plain_run(body: &[u8], from: usize) -> usize {
+    run::<false>(body, from)
+}
+
+/// [`plain_run`] that also stops at the first byte outside ASCII: when it stops at a quote, the
+/// bytes before it need no UTF-8 check (one more OR a chunk).
+#[inline(always)]
+pub fn ascii_run(body: &[u8], from: usize) -> usize {
+    run::<true>(body, from)
+}
+
+#[inline(always)]
+fn run<const STOP_OUTSIDE_ASCII: bool>(body: &[u8], mut from: usize) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     while let Some(chunk) = body.get(from..).and_then(<[u8]>::first_chunk::<16>) {
         use safe_arch::{
@@ -17,36 +29,47 @@ pub fn plain_run(body: &[u8], mut from: usize) -> usize {
         let v = load_unaligned_m128i(chunk);
         let eq = |byte: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(byte as i8));
         let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, set_splat_i8_m128i(0x1f)), v);
-        let stops = move_mask_i8_m128i(bitor_m128i(bitor_m128i(eq(b'"'), eq(b'\\')), control));
+        let mut special = bitor_m128i(bitor_m128i(eq(b'"'), eq(b'\\')), control);
+        if STOP_OUTSIDE_ASCII {
+            // The mask takes each byte's high bit: set in every byte outside ASCII.
+            special = bitor_m128i(special, v);
+        }
+        let stops = move_mask_i8_m128i(special);
         if stops != 0 {
             return from + stops.trailing_zeros() as usize;
         }
         from += 16;
     }
-    plain_run_words(body, from)
+    run_words::<STOP_OUTSIDE_ASCII>(body, from)
 }
 
-/// [`plain_run`] eight bytes at a time (all of it where SSE2 is not there).
+/// [`plain_run`] or [`ascii_run`] eight bytes at a time (all of it where SSE2 is not there).
 #[inline(always)]
-fn plain_run_words(body: &[u8], from: usize) -> usize {
+fn run_words<const STOP_OUTSIDE_ASCII: bool>(body: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
+    let stops = |byte: u8| {
+        byte == b'"' || byte == b'\\' || byte < 0x20 || (STOP_OUTSIDE_ASCII && !byte.is_ascii())
+    };
     let mut at = from;
     while let Some(chunk) = body.get(at..at + 8) {
         let x = u64::from_le_bytes(chunk.try_into().unwrap_or([b'"'; 8]));
+        // A borrow only runs on past a byte that is a hit itself: the first hit is exact, and the
+        // first is all that is used.
         let control = x.wrapping_sub(ONES * 0x20) & !x;
         let q = x ^ (ONES * u64::from(b'"'));
         let quote = q.wrapping_sub(ONES) & !q;
         let b = x ^ (ONES * u64::from(b'\\'));
         let backslash = b.wrapping_sub(ONES) & !b;
-        let hits = (control | quote | backslash) & HIGH;
+        let outside_ascii = if STOP_OUTSIDE_ASCII { x } else { 0 };
+        let hits = (control | quote | backslash | outside_ascii) & HIGH;
         if hits != 0 {
             return at + (hits.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
     while let Some(&byte) = body.get(at) {
-        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+        if stops(byte) {
             break;
         }
         at += 1;
@@ -135,9 +158,24 @@ mod tests {
             ("é€ abc \u{7f}", 11),
         ] {
             assert_eq!(plain_run(text.as_bytes(), 0), want, "{text:?}");
-            assert_eq!(plain_run_words(text.as_bytes(), 0), want, "{text:?}");
+            assert_eq!(run_words::<false>(text.as_bytes(), 0), want, "{text:?}");
         }
         assert_eq!(plain_run(b"ab\"cdefghij\"", 3), 11);
+    }
+
+    #[test]
+    fn ascii_run_stops_outside_ascii_too() {
+        for (text, want) in [
+            ("", 0),
+            ("abc\"", 3),
+            ("abcdefghijklmnopqrst\u{7f}é", 21),
+            ("abcdefghijklmnopqrstuvwxyz012345é\"", 32),
+            ("é", 0),
+            ("ab\u{1}é", 2),
+        ] {
+            assert_eq!(ascii_run(text.as_bytes(), 0), want, "{text:?}");
+            assert_eq!(run_words::<true>(text.as_bytes(), 0), want, "{text:?}");
+        }
     }
 
     proptest! {
@@ -158,7 +196,12 @@ mod tests {
             let want = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
                 .map_or(bytes.len(), |i| from + i);
             prop_assert_eq!(plain_run(&bytes, from), want);
-            prop_assert_eq!(plain_run_words(&bytes, from), want);
+            prop_assert_eq!(run_words::<false>(&bytes, from), want);
+            let want = bytes[from..].iter()
+                .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))
+                .map_or(bytes.len(), |i| from + i);
+            prop_assert_eq!(ascii_run(&bytes, from), want);
+            prop_assert_eq!(run_words::<true>(&bytes, from), want);
         }
     }
 }

@@ -19,7 +19,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
-use crate::json_text::plain_run;
+use crate::json_text::ascii_run;
 
 mod clock;
 
@@ -306,9 +306,10 @@ fn write_field(w: &mut Writer<'_>, first: bool, name: &str, value: PlainValue<'_
 impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         // Most strings (uids, names) are plain ASCII: quoted as they are, without Debug's per-char
-        // work. `plain_run` stops at quotes, backslashes and C0 controls; DEL is a control too.
+        // work. `ascii_run` stops at quotes, backslashes, C0 controls and anything outside ASCII;
+        // DEL is a control too.
         let bytes = value.as_bytes();
-        if value.is_ascii() && plain_run(bytes, 0) == bytes.len() && !bytes.contains(&0x7f) {
+        if ascii_run(bytes, 0) == bytes.len() && !bytes.contains(&0x7f) {
             self.write(field, PlainValue::Quoted(value));
         } else {
             self.write(field, PlainValue::Debug(&value));

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::json_skip;
-use crate::json_text::plain_run;
+use crate::json_text::{ascii_run, plain_run};
 use crate::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 
 use super::{GroupVersionKind, RequestIn, ReviewIn, ServiceObject};
@@ -283,13 +283,7 @@ impl<'a> Reader<'a> {
         &mut self,
         mut member: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
     ) -> Option<()> {
-        self.object(|r, key| {
-            let value = r.plain_str()?;
-            if !value.is_ascii() {
-                std::str::from_utf8(value).ok()?;
-            }
-            member(key, value)
-        })
+        self.object(|r, key| member(key, r.string_bytes()?))
     }
 
     fn strings(&mut self) -> Option<Vec<String>> {
@@ -302,7 +296,6 @@ impl<'a> Reader<'a> {
             return Some(out);
         }
         loop {
-            self.whitespace();
             out.push(self.str()?.to_owned());
             self.whitespace();
             match self.next()? {
@@ -342,14 +335,10 @@ impl<'a> Reader<'a> {
             return Some(());
         }
         loop {
-            self.whitespace();
-            let key = self.plain_str()?;
-            if !key.is_ascii() {
-                std::str::from_utf8(key).ok()?;
-            }
+            // Every reader (and `skip_value`) skips the whitespace before its value itself.
+            let key = self.string_bytes()?;
             self.whitespace();
             self.eat(b':')?;
-            self.whitespace();
             member(self, key)?;
             self.whitespace();
             match self.next()? {
@@ -362,21 +351,30 @@ impl<'a> Reader<'a> {
 
     /// A string without escapes, borrowed from the body; UTF-8 checked as serde does for what it reads.
     fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.plain_str()?).ok()
+        std::str::from_utf8(self.string_bytes()?).ok()
     }
 
     /// The bytes of a string without escapes (serde would unescape into an owned string) or control
-    /// characters.
-    fn plain_str(&mut self) -> Option<&'a [u8]> {
+    /// characters, checked as UTF-8 as serde checks every string it reads. ASCII, what a review's
+    /// keys, names and labels are, is known to be UTF-8 from the scan that finds the string's end.
+    fn string_bytes(&mut self) -> Option<&'a [u8]> {
         self.whitespace();
         self.eat(b'"')?;
         let start = self.at;
-        let end = plain_run(self.body, start);
-        if self.body.get(end) != Some(&b'"') {
-            return None;
+        let mut end = ascii_run(self.body, start);
+        let ascii = self.body.get(end) == Some(&b'"');
+        if !ascii {
+            end = plain_run(self.body, end);
+            if self.body.get(end) != Some(&b'"') {
+                return None;
+            }
         }
         self.at = end + 1;
-        self.body.get(start..end)
+        let bytes = self.body.get(start..end)?;
+        if !ascii {
+            std::str::from_utf8(bytes).ok()?;
+        }
+        Some(bytes)
     }
 
     // === skipping: the JSON grammar, as strict as serde_json's `ignore_value` or stricter ===
