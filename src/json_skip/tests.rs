@@ -82,6 +82,16 @@ fn judges_as_serde_json() {
         "[nul]".into(),
         "[1x]".into(),
         "[\"a\"1]".into(),
+        // Two strings with no token between, within a block and across one (and, valid, the same
+        // with a comma between).
+        "[\"a\"\"b\"]".into(),
+        "[\"a\" \"b\"]".into(),
+        "{\"a\"\"b\":1}".into(),
+        "{\"a\":\"b\"\"c\"}".into(),
+        format!("[\"{long}\"\"{long}\"]"),
+        format!("[{}\"a\"\"b\"]", " ".repeat(60)),
+        format!("[{}\"a\", \"b\"]", " ".repeat(60)),
+        "[\"a\":1]".into(),
         "[1\"a\"]".into(),
         "[\"a\\q\"]".into(),
         "[\"a\\u12g4\"]".into(),
