@@ -69,9 +69,35 @@ impl ReviewLabels {
     /// How many label sets there are: endpoints × operations × outcomes.
     const COUNT: usize = 2 * 6 * 5;
 
-    /// This label set's place among the [`Self::COUNT`].
+    /// This label set's place among the [`Self::COUNT`]. The matches are exhaustive, so that a new
+    /// label value cannot compile without a place of its own.
     fn index(self) -> usize {
-        (self.endpoint as usize * 6 + self.operation as usize) * 5 + self.outcome as usize
+        let operation = match self.operation {
+            OperationLabel::CREATE => 0,
+            OperationLabel::UPDATE => 1,
+            OperationLabel::DELETE => 2,
+            OperationLabel::CONNECT => 3,
+            OperationLabel::unknown => 4,
+            OperationLabel::other => 5,
+        };
+        let outcome = match self.outcome {
+            Outcome::allowed => 0,
+            Outcome::patched => 1,
+            Outcome::warned => 2,
+            Outcome::denied => 3,
+            Outcome::invalid => 4,
+        };
+        (self.endpoint.index() * 6 + operation) * 5 + outcome
+    }
+}
+
+impl Endpoint {
+    /// This endpoint's place among the two.
+    fn index(self) -> usize {
+        match self {
+            Self::mutate => 0,
+            Self::validate => 1,
+        }
     }
 }
 
@@ -234,7 +260,7 @@ impl Metrics {
         series.counts[labels.index()]
             .get_or_init(|| self.reviews.get_or_create(&labels).clone())
             .inc();
-        series.durations[endpoint as usize]
+        series.durations[endpoint.index()]
             .get_or_init(|| {
                 (self.review_duration)
                     .get_or_create(&EndpointLabels { endpoint })
