@@ -197,6 +197,12 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "| peak RSS under load (MiB) | $rss_webhook | $rss_floor | $(ratio "$rss_webhook" "$rss_floor") |"
   echo "| ready after exec (ms, median of 5) | $ready_median | | |"
   echo
+  # Each run of the webhook is followed by one of the floor: their ratios, run by run, show how
+  # much of the median ratio is the host's load moving between runs.
+  paired=$(awk -F'\t' '$2 == "saturation" { rps[$1, $4] = $5 } END {
+    for (r = 1; ("webhook", r) in rps; r++) printf "%s%.2f", (r > 1 ? ", " : ""), rps["webhook", r] / rps["floor", r] }' "$raw")
+  echo "Saturation, webhook/floor run by run: $paired."
+  echo
   echo "Machine: $(nproc) × $cpu, $(uname -sr); $(date -u +%Y-%m-%d). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU; saturation: $CLIENTS connections × $STREAMS streams; fixed rates: open loop, $LAT_CLIENTS connections started 1 ms apart, the first second left out). Medians of $REPEATS interleaved runs."
   echo "Review: $(wc -c <"$review") bytes ($(basename "$review")), POST /mutate, answered with a patch; policy: manifests/policy.yaml; --service-cidrs $cidrs."
