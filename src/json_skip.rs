@@ -139,22 +139,10 @@ fn container_end(body: &[u8], start: usize) -> Option<usize> {
             }
         };
         // An escaped byte follows its backslash (never the first byte: that is the bracket).
-        let (mut tokens, blank_in_string) = strings.tokens(&classes, |escaped| {
+        let (mut tokens, in_string) = strings.tokens(&classes, |escaped| {
             escape_end(body, (block_start + escaped).checked_sub(1)?)
         })?;
-        // Bytes up to 0x20 (none in the compact JSON the API server sends, but for spaces in some
-        // strings): in a string only the space, elsewhere only whitespace.
-        let mut blank = classes.blank & in_body;
-        while blank != 0 {
-            let bit = blank & blank.wrapping_neg();
-            blank ^= bit;
-            let byte = *body.get(block_start + bit.trailing_zeros() as usize)?;
-            let allowed = byte == b' '
-                || (blank_in_string & bit == 0 && matches!(byte, b'\t' | b'\n' | b'\r'));
-            if !allowed {
-                return None;
-            }
-        }
+        blanks_allowed(body, block_start, classes.blank & in_body, in_string)?;
         while tokens != 0 {
             let at = block_start + tokens.trailing_zeros() as usize;
             tokens &= tokens - 1;
@@ -165,6 +153,22 @@ fn container_end(body: &[u8], start: usize) -> Option<usize> {
         block_start += 64;
     }
     None
+}
+
+/// The block's bytes up to 0x20 (`blank`; none in the compact JSON the API server sends, but for
+/// spaces in some strings) are allowed: in a string (`in_string`) only the space, elsewhere only
+/// whitespace.
+fn blanks_allowed(body: &[u8], block_start: usize, mut blank: u64, in_string: u64) -> Option<()> {
+    while blank != 0 {
+        let i = blank.trailing_zeros();
+        blank &= blank - 1;
+        let byte = *body.get(block_start + i as usize)?;
+        let whitespace_outside = in_string >> i & 1 == 0 && matches!(byte, b'\t' | b'\n' | b'\r');
+        if byte != b' ' && !whitespace_outside {
+            return None;
+        }
+    }
+    Some(())
 }
 
 /// One bit per byte of a 64-byte block (bit `i` is byte `i`), for each class of byte that matters.

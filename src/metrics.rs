@@ -67,7 +67,7 @@ pub struct ReviewLabels {
 
 impl ReviewLabels {
     /// How many label sets there are: endpoints × operations × outcomes.
-    const COUNT: usize = 2 * 6 * 5;
+    const COUNT: usize = Endpoint::COUNT * 6 * 5;
 
     /// This label set's place among the [`Self::COUNT`]. The matches are exhaustive, so that a new
     /// label value cannot compile without a place of its own.
@@ -92,7 +92,10 @@ impl ReviewLabels {
 }
 
 impl Endpoint {
-    /// This endpoint's place among the two.
+    /// How many endpoints there are.
+    const COUNT: usize = 2;
+
+    /// This endpoint's place among the [`Self::COUNT`].
     fn index(self) -> usize {
         match self {
             Self::mutate => 0,
@@ -105,7 +108,7 @@ impl Endpoint {
 #[derive(Debug)]
 struct ReviewSeries {
     counts: [OnceLock<Counter>; ReviewLabels::COUNT],
-    durations: [OnceLock<Histogram>; 2],
+    durations: [OnceLock<Histogram>; Endpoint::COUNT],
 }
 
 impl Default for ReviewSeries {

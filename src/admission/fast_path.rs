@@ -362,19 +362,16 @@ impl<'a> Reader<'a> {
         self.eat(b'"')?;
         let start = self.at;
         let mut end = ascii_run(self.body, start);
-        let ascii = self.body.get(end) == Some(&b'"');
-        if !ascii {
+        if self.body.get(end) != Some(&b'"') {
+            // A byte outside ASCII (or an escape, a control character, the end: refused below).
             end = plain_run(self.body, end);
             if self.body.get(end) != Some(&b'"') {
                 return None;
             }
+            std::str::from_utf8(self.body.get(start..end)?).ok()?;
         }
         self.at = end + 1;
-        let bytes = self.body.get(start..end)?;
-        if !ascii {
-            std::str::from_utf8(bytes).ok()?;
-        }
-        Some(bytes)
+        self.body.get(start..end)
     }
 
     // === skipping: the JSON grammar, as strict as serde_json's `ignore_value` or stricter ===
