@@ -13,6 +13,7 @@ use tracing::Level;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
@@ -37,7 +38,7 @@ const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 /// Installs the global subscriber. Called once, by `serve`; keep the guard until the end: dropping
 /// it writes out what is buffered.
 pub fn init(format: LogFormat) -> LogWriterGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var(EnvFilter::DEFAULT_ENV).ok().as_deref());
     // Colours only on a terminal: escape codes in container logs are noise (and cost per line).
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = BatchWriter::spawn(std::io::stderr);
@@ -63,6 +64,15 @@ pub fn init(format: LogFormat) -> LogWriterGuard {
             .try_init(),
     };
     guard
+}
+
+/// The filter for `RUST_LOG`'s value: `info` when it is unset, empty (`RUST_LOG=` in a manifest) or
+/// not a valid filter, so that a typo never leaves the webhook silent; otherwise exactly its directives.
+fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
+    rust_log
+        .and_then(|value| builder.clone().parse(value).ok())
+        .unwrap_or_else(|| builder.parse_lossy(""))
 }
 
 /// Where log lines go: an in-memory batch that a background thread writes out every
@@ -367,6 +377,19 @@ mod tests {
 
     fn written(sink: &Sink) -> String {
         String::from_utf8(lock(&sink.0).clone()).unwrap()
+    }
+
+    #[test]
+    fn rust_log_unset_empty_or_invalid_means_info() {
+        for value in [None, Some(""), Some("  "), Some("info,=[bad")] {
+            assert_eq!(filter(value).to_string(), "info", "RUST_LOG={value:?}");
+        }
+        assert_eq!(filter(Some("warn")).to_string(), "warn");
+        let quiet = filter(Some("info,dualstack_webhook::routes=warn")).to_string();
+        assert!(
+            quiet.contains("dualstack_webhook::routes=warn") && quiet.contains("info"),
+            "{quiet}"
+        );
     }
 
     #[test]
