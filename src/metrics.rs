@@ -67,42 +67,35 @@ pub struct ReviewLabels {
 
 impl ReviewLabels {
     /// How many label sets there are: endpoints × operations × outcomes.
-    const COUNT: usize = Endpoint::COUNT * 6 * 5;
+    const COUNT: usize = Endpoint::COUNT * OperationLabel::COUNT * Outcome::COUNT;
 
-    /// This label set's place among the [`Self::COUNT`]. The matches are exhaustive, so that a new
-    /// label value cannot compile without a place of its own.
+    /// This label set's place among the [`Self::COUNT`].
     fn index(self) -> usize {
-        let operation = match self.operation {
-            OperationLabel::CREATE => 0,
-            OperationLabel::UPDATE => 1,
-            OperationLabel::DELETE => 2,
-            OperationLabel::CONNECT => 3,
-            OperationLabel::unknown => 4,
-            OperationLabel::other => 5,
-        };
-        let outcome = match self.outcome {
-            Outcome::allowed => 0,
-            Outcome::patched => 1,
-            Outcome::warned => 2,
-            Outcome::denied => 3,
-            Outcome::invalid => 4,
-        };
-        (self.endpoint.index() * 6 + operation) * 5 + outcome
+        (self.endpoint.index() * OperationLabel::COUNT + self.operation.index()) * Outcome::COUNT
+            + self.outcome.index()
     }
 }
 
-impl Endpoint {
-    /// How many endpoints there are.
-    const COUNT: usize = 2;
+/// `COUNT` and `index` (the place in declaration order) of a label enum, for
+/// [`ReviewLabels::index`]. The list must name every value: the match is exhaustive, and a repeated
+/// value is an unreachable pattern.
+macro_rules! label_places {
+    ($label:ty: $($value:ident),+) => {
+        impl $label {
+            const COUNT: usize = [$(Self::$value),+].len();
 
-    /// This endpoint's place among the [`Self::COUNT`].
-    fn index(self) -> usize {
-        match self {
-            Self::mutate => 0,
-            Self::validate => 1,
+            fn index(self) -> usize {
+                match self {
+                    $(Self::$value)|+ => self as usize,
+                }
+            }
         }
-    }
+    };
 }
+
+label_places!(Endpoint: mutate, validate);
+label_places!(OperationLabel: CREATE, UPDATE, DELETE, CONNECT, unknown, other);
+label_places!(Outcome: allowed, patched, warned, denied, invalid);
 
 /// The handles of the review series in use, by [`ReviewLabels::index`] and by endpoint.
 #[derive(Debug)]
