@@ -4,9 +4,11 @@
 # driven by h2load over HTTP/2 with a realistic Service CREATE review (bench/data/review-typical.json).
 #
 # For each server it measures: throughput at saturation, p50/p99/p99.9 at fixed open-loop rates,
+# the server's CPU time per request and how busy its core was at saturation (/proc/PID/stat),
 # peak RSS (VmHWM) and, for the webhook, the time from exec to /readyz answering 200. Every
 # measurement is repeated (REPEATS) with the two servers interleaved, and the median is reported.
-# Writes bench/results/{raw.tsv,latency.tsv,summary.md,latency.png}. Stops only what it started.
+# Writes bench/results/{raw.tsv,saturation.tsv,latency.tsv,summary.md,latency.png}. Stops only
+# what it started.
 #
 # Knobs (environment): REPEATS=3 DURATION=5 (s per point) SAT_DURATION=10 RATES="500 1000 ..."
 # MODERATE=1000 (the rate the p50 target is judged at) SERVER_CPU=1 CLIENT_CPU=0 WORKERS=1
@@ -14,60 +16,16 @@
 # rates) BUILD=1.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-out=$root/bench/results
-review=$root/bench/data/review-typical.json
-policy=$root/manifests/policy.yaml
-cidrs=10.96.0.0/16,fd00:10:96::/112
-
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-5}
 SAT_DURATION=${SAT_DURATION:-10}
 RATES=${RATES:-"500 1000 2000 4000 6000 8000 10000 12000 14000"}
 MODERATE=${MODERATE:-1000}
-SERVER_CPU=${SERVER_CPU:-1}
-CLIENT_CPU=${CLIENT_CPU:-0}
-WORKERS=${WORKERS:-1}
-CLIENTS=${CLIENTS:-4}
-STREAMS=${STREAMS:-16}
 LAT_CLIENTS=${LAT_CLIENTS:-10}
-BUILD=${BUILD:-1}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# --- tools -------------------------------------------------------------------------------------
-need=()
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v gnuplot >/dev/null || need+=(gnuplot-nox)
-command -v taskset >/dev/null || need+=(util-linux)
-if ((${#need[@]})); then
-  echo "bench: installing ${need[*]}" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-if [[ $BUILD == 1 ]]; then
-  (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor)
-fi
-webhook=$target/release/dualstack-webhook
-floor=$target/release/examples/floor
-"$webhook" certs --out "$work/certs" >/dev/null
-
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  echo "bench: no free port" >&2; exit 2
-}
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_tools h2load:nghttp2-client gnuplot:gnuplot-nox taskset:util-linux
 
 # Answers 0 when GET /readyz on 127.0.0.1:$1 says 200 (bash builtins only: no fork per poll).
 readyz() {
@@ -79,8 +37,6 @@ readyz() {
   [[ $line == *" 200 "* ]]
 }
 
-# `exec`: the background job's pid is the server's own (for kill and /proc/PID/status).
-pin() { TOKIO_WORKER_THREADS=$WORKERS exec taskset -c "$SERVER_CPU" "$@"; }
 
 # Starts the webhook on $1 (admin $2), records its pid in $webhook_pid and the ready time (ms).
 start_webhook() {
@@ -101,8 +57,6 @@ start_webhook() {
 
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # --- ready time (five cold starts, median) ---------------------------------------------------------
 readies=()
 for _ in 1 2 3 4 5; do
@@ -118,8 +72,7 @@ start_webhook "$wport" "$aport"
 pin "$floor" --listen "127.0.0.1:$fport" --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" &
 floor_pid=$!
 pids+=("$floor_pid")
-for _ in $(seq 1 200); do { exec 3<>"/dev/tcp/127.0.0.1/$fport"; } 2>/dev/null && break; sleep 0.05; done
-exec 3<&-
+listening "$fport"
 
 url() { if [[ $1 == webhook ]]; then echo "https://127.0.0.1:$wport/mutate"; else echo "https://127.0.0.1:$fport/mutate"; fi; }
 h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
@@ -130,14 +83,27 @@ for s in webhook floor; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$(url $s)" >/
 raw=$work/raw.tsv
 printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"$raw"
 
-# Saturation: closed loop, CLIENTS connections x STREAMS concurrent streams.
+pid_of() { if [[ $1 == webhook ]]; then echo "$webhook_pid"; else echo "$floor_pid"; fi; }
+
+# Saturation: closed loop, CLIENTS connections x STREAMS concurrent streams. The server's CPU time
+# over the run says whether its core was the limit (busy near 100 %) and what a request costs it:
+# CPU seconds a second / requests a second, split into user and system (kernel) time.
+sat=$work/saturation.tsv
+printf 'server\trepeat\tbusy_pct\tcpu_us\tuser_us\tsys_us\n' >"$sat"
 for r in $(seq 1 "$REPEATS"); do
   for s in webhook floor; do
+    read -r u0 s0 t0 < <(cpu_now "$(pid_of $s)")
     res=$(h2 -c "$CLIENTS" -m "$STREAMS" -D "$SAT_DURATION" --warm-up-time 1 "$(url $s)")
+    read -r u1 s1 t1 < <(cpu_now "$(pid_of $s)")
     rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
     ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
     printf '%s\tsaturation\t-\t%s\t%s\t\t\t\t%s\n' "$s" "$r" "$rps" "$ok" >>"$raw"
-    echo "saturation $s #$r: $rps req/s" >&2
+    read -r busy cpu user sys < <(awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks" \
+      -v dt="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v rps="$rps" 'BEGIN {
+        u = du / hz / dt; s = ds / hz / dt
+        printf "%.0f %.1f %.1f %.1f\n", (u + s) * 100, (u + s) * 1e6 / rps, u * 1e6 / rps, s * 1e6 / rps }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$busy" "$cpu" "$user" "$sys" >>"$sat"
+    echo "saturation $s #$r: $rps req/s; server core ${busy}% busy, ${user} µs user + ${sys} µs system a request" >&2
   done
 done
 
@@ -183,6 +149,9 @@ for rate in $RATES; do
     "$(med floor latency "$rate" 6)" "$(med floor latency "$rate" 7)" "$(med floor latency "$rate" 8)" >>"$lat"
 done
 sat_w=$(med webhook saturation - 5) sat_f=$(med floor saturation - 5)
+cp "$sat" "$out/saturation.tsv"
+smed() { awk -F'\t' -v s="$1" -v col="$2" '$1 == s { print $col }' "$sat" | median; }
+cpu_w=$(smed webhook 4) cpu_f=$(smed floor 4) busy_w=$(smed webhook 3) busy_f=$(smed floor 3)
 row() { awk -F'\t' -v r="$1" '$1 == r' "$lat"; }
 IFS=$'\t' read -r _ w50 w99 w999 f50 f99 f999 < <(row "$MODERATE")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -196,6 +165,9 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "| p99.9 at $MODERATE req/s (µs) | $w999 | $f999 | $(ratio "$w999" "$f999") |"
   echo "| peak RSS under load (MiB) | $rss_webhook | $rss_floor | $(ratio "$rss_webhook" "$rss_floor") |"
   echo "| ready after exec (ms, median of 5) | $ready_median | | |"
+  echo "| server CPU per request at saturation (µs) | $cpu_w | $cpu_f | $(ratio "$cpu_w" "$cpu_f") |"
+  echo "| of which user / system (µs) | $(smed webhook 5) / $(smed webhook 6) | $(smed floor 5) / $(smed floor 6) | |"
+  echo "| server core busy at saturation (%) | $busy_w | $busy_f | |"
   echo
   # Each run of the webhook is followed by one of the floor: their ratios, run by run, show how
   # much of the median ratio is the host's load moving between runs.

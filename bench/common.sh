@@ -1,0 +1,72 @@
+# shellcheck shell=bash disable=SC2034,SC2154
+# What the load harnesses share (sourced by bench/run.sh and bench/budget.sh): where things are,
+# the placement and saturation knobs, a work directory and the servers started, both removed on
+# exit; the tools, installed with apt-get when missing; the release build; ports, medians, CPU time.
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+out=$root/bench/results
+review=$root/bench/data/review-typical.json
+policy=$root/manifests/policy.yaml
+cidrs=10.96.0.0/16,fd00:10:96::/112
+
+# Servers on SERVER_CPU with WORKERS tokio worker threads, h2load on CLIENT_CPU (so the client does
+# not steal the server's core); saturation with CLIENTS connections x STREAMS streams.
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+WORKERS=${WORKERS:-1}
+CLIENTS=${CLIENTS:-4}
+STREAMS=${STREAMS:-16}
+BUILD=${BUILD:-1}
+
+# Runs a server on SERVER_CPU; `exec`, so that the background job's pid is the server's own (for
+# kill and /proc/PID/stat).
+pin() { TOKIO_WORKER_THREADS=$WORKERS exec taskset -c "$SERVER_CPU" "$@"; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Installs the Debian packages of the commands given as `command:package` that are missing.
+need_tools() {
+  local need=() pair
+  for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}"); done
+  if ((${#need[@]})); then
+    echo "bench: installing ${need[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+if [[ $BUILD == 1 ]]; then
+  (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor)
+fi
+webhook=$target/release/dualstack-webhook
+floor=$target/release/examples/floor
+"$webhook" certs --out "$work/certs" >/dev/null
+
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  echo "bench: no free port" >&2; exit 2
+}
+
+# Waits (up to 10 s) until something accepts connections on 127.0.0.1:$1.
+listening() {
+  for _ in $(seq 1 200); do { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && break; sleep 0.05; done
+  exec 3<&-
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Process $1's user and system CPU time so far, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat; the command names here have no spaces), and the wall clock.
+ticks=$(getconf CLK_TCK)
+cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPOCHREALTIME"; }
