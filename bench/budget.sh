@@ -4,9 +4,9 @@
 # several times side by side, each copy busy-looping WORK_US microseconds a request before it
 # answers (`--work-us`), drives each to saturation with h2load exactly as `bench/run.sh` does, and
 # reports each copy's throughput as a share of the plain floor's (each run paired with a floor
-# run just before it), and the webhook's next to them (the same review, POST /mutate, as in `bench/run.sh`). Reading: the
-# webhook adds about as much as the copy whose share it matches, and the work that a share of the
-# floor (0.80, say) allows is read off the table.
+# run just before it), and the webhook's next to them (the same review, POST /mutate, as in
+# `bench/run.sh`). Reading: the webhook adds about as much as the copy whose share it matches, and
+# the work that a share of the floor (0.80, say) allows is read off the table.
 # Writes bench/results/budget.md (and budget.tsv). Stops only what it started.
 #
 # Knobs (environment): WORK_US="0 0.5 1 ... 6" (0 must be first: the floor itself) REPEATS=5
@@ -49,8 +49,9 @@ for us in $servers; do h2 -n 5000 "https://127.0.0.1:${port[$us]}/mutate" >/dev/
 
 # Saturation runs, each of a server with work paired with a run of the plain floor just before
 # it: the host's load moves throughput by a quarter within minutes, far less between two runs
-# seconds apart, so each share is the median of its pairs' ratios. The server's CPU time over a
-# run divided by the requests it answered is its CPU per request.
+# seconds apart, so each share is the median of its pairs' ratios. The server's CPU seconds a
+# second over a run (its warm-up second included, at the same rate) divided by its requests a
+# second is its CPU per request.
 saturate() {
   local u0 s0 t0 u1 s1 t1 res rps
   read -r u0 s0 t0 < <(cpu_now "${pid[$1]}")

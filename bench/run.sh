@@ -37,7 +37,6 @@ readyz() {
   [[ $line == *" 200 "* ]]
 }
 
-
 # Starts the webhook on $1 (admin $2), records its pid in $webhook_pid and the ready time (ms).
 start_webhook() {
   local t0 t1
@@ -86,8 +85,9 @@ printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"
 pid_of() { if [[ $1 == webhook ]]; then echo "$webhook_pid"; else echo "$floor_pid"; fi; }
 
 # Saturation: closed loop, CLIENTS connections x STREAMS concurrent streams. The server's CPU time
-# over the run says whether its core was the limit (busy near 100 %) and what a request costs it:
-# CPU seconds a second / requests a second, split into user and system (kernel) time.
+# over the run (its warm-up second included, at the same rate) says whether its core was the limit
+# (busy near 100 %) and what a request costs it: CPU seconds a second / requests a second, split
+# into user and system (kernel) time.
 sat=$work/saturation.tsv
 printf 'server\trepeat\tbusy_pct\tcpu_us\tuser_us\tsys_us\n' >"$sat"
 for r in $(seq 1 "$REPEATS"); do
