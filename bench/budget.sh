@@ -61,9 +61,6 @@ saturate() {
   awk -v rps="$rps" -v c=$((u1 + s1 - u0 - s0)) -v hz="$ticks" -v a="$t0" -v b="$t1" \
     'BEGIN { printf "%s %.1f\n", rps, c / hz / (b - a) * 1e6 / rps }'
 }
-# The first saturation run after start-up measures low here, whichever server it drives: one of
-# the floor's, thrown away.
-h2 -D "$SAT_DURATION" --warm-up-time 1 "https://127.0.0.1:${port[0]}/mutate" >/dev/null
 raw=$work/budget.tsv
 printf 'server\trepeat\treq_per_s\tcpu_us\tfloor_req_per_s\tfloor_cpu_us\n' >"$raw"
 for r in $(seq 1 "$REPEATS"); do
