@@ -44,29 +44,18 @@ pids+=("${pid[webhook]}")
 listening "${port[webhook]}"
 servers="$WORK_US webhook"
 
-h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' -c "$CLIENTS" -m "$STREAMS" "$@"; }
-for us in $servers; do h2 -n 5000 "https://127.0.0.1:${port[$us]}/mutate" >/dev/null; done
+url() { echo "https://127.0.0.1:${port[$1]}/mutate"; }
+for us in $servers; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$(url "$us")" >/dev/null; done
 
-# Saturation runs, each of a server with work paired with a run of the plain floor just before
-# it: the host's load moves throughput by a quarter within minutes, far less between two runs
-# seconds apart, so each share is the median of its pairs' ratios. The server's CPU seconds a
-# second over a run (its warm-up second included, at the same rate) divided by its requests a
-# second is its CPU per request.
-saturate() {
-  local u0 s0 t0 u1 s1 t1 res rps
-  read -r u0 s0 t0 < <(cpu_now "${pid[$1]}")
-  res=$(h2 -D "$SAT_DURATION" --warm-up-time 1 "https://127.0.0.1:${port[$1]}/mutate")
-  read -r u1 s1 t1 < <(cpu_now "${pid[$1]}")
-  rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
-  awk -v rps="$rps" -v c=$((u1 + s1 - u0 - s0)) -v hz="$ticks" -v a="$t0" -v b="$t1" \
-    'BEGIN { printf "%s %.1f\n", rps, c / hz / (b - a) * 1e6 / rps }'
-}
+# Saturation runs (`saturate`), each of a server with work paired with a run of the plain floor
+# just before it: the host's load moves throughput by a quarter within minutes, far less between
+# two runs seconds apart, so each share is the median of its pairs' ratios.
 raw=$work/budget.tsv
 printf 'server\trepeat\treq_per_s\tcpu_us\tfloor_req_per_s\tfloor_cpu_us\n' >"$raw"
 for r in $(seq 1 "$REPEATS"); do
   for us in ${servers#0 }; do
-    read -r frps fcpu < <(saturate 0)
-    read -r rps cpu < <(saturate "$us")
+    read -r frps _ _ fcpu _ < <(saturate "$(url 0)" "${pid[0]}")
+    read -r rps _ _ cpu _ < <(saturate "$(url "$us")" "${pid[$us]}")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$us" "$r" "$rps" "$cpu" "$frps" "$fcpu" >>"$raw"
     echo "budget: $us, #$r: $rps req/s, $cpu µs of CPU a request (floor just before: $frps, $fcpu)" >&2
   done

@@ -70,3 +70,24 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 # /proc/PID/stat; the command names here have no spaces), and the wall clock.
 ticks=$(getconf CLK_TCK)
 cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPOCHREALTIME"; }
+
+# h2load on CLIENT_CPU with the review, POSTed as JSON.
+h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
+
+# Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
+# CLIENTS connections x STREAMS streams, closed loop. Prints its requests a second, the requests
+# that succeeded, how busy its core was (%) and its CPU per request (µs) in all, in user and in
+# system time: CPU seconds a second over the run (the warm-up second included, at the same rate)
+# divided by requests a second.
+saturate() {
+  local u0 s0 t0 u1 s1 t1 res rps ok
+  read -r u0 s0 t0 < <(cpu_now "$2")
+  res=$(h2 -c "$CLIENTS" -m "$STREAMS" -D "$SAT_DURATION" --warm-up-time 1 "$1")
+  read -r u1 s1 t1 < <(cpu_now "$2")
+  rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
+  ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
+  awk -v rps="$rps" -v ok="$ok" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks" \
+    -v t0="$t0" -v t1="$t1" 'BEGIN {
+      u = du / hz / (t1 - t0); s = ds / hz / (t1 - t0)
+      printf "%s %s %.0f %.1f %.1f %.1f\n", rps, ok, (u + s) * 100, (u + s) * 1e6 / rps, u * 1e6 / rps, s * 1e6 / rps }'
+}

@@ -74,7 +74,6 @@ pids+=("$floor_pid")
 listening "$fport"
 
 url() { if [[ $1 == webhook ]]; then echo "https://127.0.0.1:$wport/mutate"; else echo "https://127.0.0.1:$fport/mutate"; fi; }
-h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
 # Warm both up (connections, allocator, caches).
 for s in webhook floor; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$(url $s)" >/dev/null; done
@@ -84,24 +83,14 @@ printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"
 
 pid_of() { if [[ $1 == webhook ]]; then echo "$webhook_pid"; else echo "$floor_pid"; fi; }
 
-# Saturation: closed loop, CLIENTS connections x STREAMS concurrent streams. The server's CPU time
-# over the run (its warm-up second included, at the same rate) says whether its core was the limit
-# (busy near 100 %) and what a request costs it: CPU seconds a second / requests a second, split
-# into user and system (kernel) time.
+# Saturation (`saturate`): the server's CPU time over the run says whether its core was the limit
+# (busy near 100 %) and what a request costs it, in user and in system (kernel) time.
 sat=$work/saturation.tsv
 printf 'server\trepeat\tbusy_pct\tcpu_us\tuser_us\tsys_us\n' >"$sat"
 for r in $(seq 1 "$REPEATS"); do
   for s in webhook floor; do
-    read -r u0 s0 t0 < <(cpu_now "$(pid_of $s)")
-    res=$(h2 -c "$CLIENTS" -m "$STREAMS" -D "$SAT_DURATION" --warm-up-time 1 "$(url $s)")
-    read -r u1 s1 t1 < <(cpu_now "$(pid_of $s)")
-    rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
-    ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
+    read -r rps ok busy cpu user sys < <(saturate "$(url $s)" "$(pid_of $s)")
     printf '%s\tsaturation\t-\t%s\t%s\t\t\t\t%s\n' "$s" "$r" "$rps" "$ok" >>"$raw"
-    read -r busy cpu user sys < <(awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks" \
-      -v dt="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v rps="$rps" 'BEGIN {
-        u = du / hz / dt; s = ds / hz / dt
-        printf "%.0f %.1f %.1f %.1f\n", (u + s) * 100, (u + s) * 1e6 / rps, u * 1e6 / rps, s * 1e6 / rps }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$busy" "$cpu" "$user" "$sys" >>"$sat"
     echo "saturation $s #$r: $rps req/s; server core ${busy}% busy, ${user} µs user + ${sys} µs system a request" >&2
   done
