@@ -12,8 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 
 use dualstack_webhook::admission;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
+use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::metrics::Endpoint;
-use dualstack_webhook::policy::Policy;
 
 const POLICY: &str = include_str!("../manifests/policy.yaml");
 

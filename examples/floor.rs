@@ -32,7 +32,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use dualstack_webhook::tls;
+use dualstack_webhook::server::tls;
 
 /// What the webhook answers to `bench/data/review-typical.json` on `/mutate` (a patched CREATE),
 /// so both servers send the same number of bytes back.

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::cluster::Cluster;
-use crate::engine::{self, Decision, DenialMessage, Operation, Request};
+use crate::domain::engine::{self, Decision, DenialMessage, Operation, Request};
+use crate::domain::patch;
+use crate::domain::policy::Policy;
+use crate::domain::service::Service;
 use crate::metrics::{Endpoint, Outcome};
-use crate::patch;
-use crate::policy::Policy;
-use crate::service::Service;
 
 mod encode;
 mod fast_path;

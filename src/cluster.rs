@@ -3,13 +3,15 @@
 //! The snapshot is a plain value: the request path reads the latest one without awaiting anything, and
 //! a watcher (or the command line) publishes a new one when something changes.
 
+pub mod watch;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::policy::LabelLookup;
-use crate::service::{IpFamily, Labels};
+use crate::domain::policy::LabelLookup;
+use crate::domain::service::{IpFamily, Labels};
 
 /// The service IP ranges of the cluster (`--service-cluster-ip-range`), primary family first.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,29 +11,18 @@
 //! - [`admission`] owns the AdmissionReview wire format.
 //! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
 
-pub mod admin;
 pub mod admission;
-pub mod apiserver;
-pub mod audit;
-pub mod certs;
-pub mod check;
-pub mod cli;
 pub mod cluster;
-pub mod cluster_info;
+pub mod commands;
 pub mod config;
-pub mod engine;
+pub mod domain;
 pub mod json_skip;
 pub mod json_text;
 pub mod metrics;
-pub mod patch;
-pub mod policy;
-pub mod reload;
-pub mod routes;
+pub mod policy_file;
 pub mod server;
-pub mod service;
 pub mod shutdown;
 pub mod telemetry;
-pub mod tls;
 
 /// An error as hyper and tower carry them: boxed, from any source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

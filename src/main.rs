@@ -5,5 +5,5 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // One provider for the whole process, before any TLS type is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    dualstack_webhook::cli::main(dualstack_webhook::config::Cli::parse())
+    dualstack_webhook::commands::main(dualstack_webhook::config::Cli::parse())
 }

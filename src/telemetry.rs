@@ -385,9 +385,9 @@ mod tests {
             assert_eq!(filter(value).to_string(), "info", "RUST_LOG={value:?}");
         }
         assert_eq!(filter(Some("warn")).to_string(), "warn");
-        let quiet = filter(Some("info,dualstack_webhook::routes=warn")).to_string();
+        let quiet = filter(Some("info,dualstack_webhook::server::routes=warn")).to_string();
         assert!(
-            quiet.contains("dualstack_webhook::routes=warn") && quiet.contains("info"),
+            quiet.contains("dualstack_webhook::server::routes=warn") && quiet.contains("info"),
             "{quiet}"
         );
     }

@@ -1,7 +1,7 @@
 //! Test helpers: terse builders for Services and clusters.
 
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::service::{Labels, Metadata, Selector, Service, ServiceSpec};
+use crate::domain::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 
 /// A ClusterIP Service spec with a selector, like Kubernetes' `MakeService`.
 pub(crate) fn spec() -> ServiceSpec {

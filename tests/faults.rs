@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use dualstack_webhook::{certs, server, tls};
+use dualstack_webhook::commands::certs;
+use dualstack_webhook::server::{self, tls};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::StatusCode;
 use hyper::body::Frame;
@@ -312,7 +313,7 @@ async fn broken_then_good_policy_under_load_fails_no_request() {
     let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
     let cm = dir.path().join("policy");
     std::fs::create_dir(&cm).unwrap();
-    configmap_version(&cm, "..v1", dualstack_webhook::cli::EXAMPLE_POLICY);
+    configmap_version(&cm, "..v1", dualstack_webhook::commands::EXAMPLE_POLICY);
     symlink("..data/policy.yaml", cm.join("policy.yaml")).unwrap();
     let webhook = Binary::start(dir.path(), &paths, &cm.join("policy.yaml"), &[]).await;
     let config = client_config(&[&paths.ca_cert], H1, None);
@@ -413,7 +414,7 @@ async fn sigterm_under_load_completes_in_flight_requests_and_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, dualstack_webhook::cli::EXAMPLE_POLICY).unwrap();
+    std::fs::write(&policy, dualstack_webhook::commands::EXAMPLE_POLICY).unwrap();
     let mut webhook = Binary::start(dir.path(), &paths, &policy, &[]).await;
     let config = client_config(&[&paths.ca_cert], H1, None);
 
@@ -537,7 +538,7 @@ async fn client_ca_accepts_a_client_certificate_and_refuses_none() {
     let dir = tempfile::tempdir().unwrap();
     let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, dualstack_webhook::cli::EXAMPLE_POLICY).unwrap();
+    std::fs::write(&policy, dualstack_webhook::commands::EXAMPLE_POLICY).unwrap();
     let ca = paths.ca_cert.to_str().unwrap().to_owned();
     let webhook = Binary::start(dir.path(), &paths, &policy, &["--client-ca", &ca]).await;
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use dualstack_webhook::admission;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
+use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::metrics::Endpoint;
-use dualstack_webhook::policy::Policy;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

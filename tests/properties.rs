@@ -1,16 +1,16 @@
 //! Property tests: for random Services, clusters and policies, what `/mutate` emits is accepted by the
-//! API server's rules (as modelled in `dualstack_webhook::apiserver`, itself checked against
+//! API server's rules (as modelled in `dualstack_webhook::domain::apiserver_model`, itself checked against
 //! Kubernetes' test tables), fills only what the client left unset, and never changes a running
 //! Service's primary IP or family, nor adds a family without the explicit opt-in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
-use dualstack_webhook::apiserver;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
-use dualstack_webhook::engine::{self, Decision, Denial, Operation, Request};
-use dualstack_webhook::patch;
-use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::{Metadata, Selector, Service, ServiceSpec};
+use dualstack_webhook::domain::apiserver_model;
+use dualstack_webhook::domain::engine::{self, Decision, Denial, Operation, Request};
+use dualstack_webhook::domain::patch;
+use dualstack_webhook::domain::policy::Policy;
+use dualstack_webhook::domain::service::{Metadata, Selector, Service, ServiceSpec};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -118,7 +118,7 @@ proptest! {
         let object = service(spec.clone());
         let req = Request { operation: Operation::Create, namespace: "apps", object: Some(&object), old_object: None };
         let decision = engine::mutate(&policy, &cluster, &req);
-        let before = apiserver::create(&spec, &cidrs);
+        let before = apiserver_model::create(&spec, &cidrs);
         if let Some((_, Denial::ApiServer(rejection))) = &decision.denial {
             // We refuse only what the API server refuses too.
             prop_assert!(before.is_err(), "refused {rejection} but the API server accepts {spec:?}");
@@ -126,7 +126,7 @@ proptest! {
         }
         prop_assert!(decision.denial.is_none());
         let after_spec = patched(&object, &decision);
-        let after = apiserver::create(&after_spec, &cidrs);
+        let after = apiserver_model::create(&after_spec, &cidrs);
         if before.is_ok() {
             prop_assert!(after.is_ok(), "accepted {spec:?} but the patched {after_spec:?} is refused: {:?}", after.err());
         }
@@ -163,7 +163,7 @@ proptest! {
         new_policy in one(&POLICIES),
     ) {
         let (_, before) = cluster(before_cidrs);
-        let Ok(old) = apiserver::create(&created, &before) else { return Ok(()) };
+        let Ok(old) = apiserver_model::create(&created, &before) else { return Ok(()) };
         // The cluster may have been reconfigured since: a secondary family added or removed (rules §6);
         // its primary family stays, as Kubernetes requires.
         let (cluster, cidrs) = cluster(after_cidrs);
@@ -179,13 +179,13 @@ proptest! {
         let (old_svc, new_svc) = (service(old.clone()), service(new.clone()));
         let req = Request { operation: Operation::Update, namespace: "apps", object: Some(&new_svc), old_object: Some(&old_svc) };
         let decision = engine::mutate(&policy, &cluster, &req);
-        let without = apiserver::update(&old, &new, &cidrs);
+        let without = apiserver_model::update(&old, &new, &cidrs);
         if let Some((_, Denial::ApiServer(rejection))) = &decision.denial {
             prop_assert!(without.is_err(), "refused {rejection} but the API server accepts it");
             return Ok(());
         }
         let new_spec = patched(&new_svc, &decision);
-        let with = apiserver::update(&old, &new_spec, &cidrs);
+        let with = apiserver_model::update(&old, &new_spec, &cidrs);
         if without.is_ok() {
             prop_assert!(with.is_ok(), "accepted without the patch, refused with it: {:?}\nold {old:?}\nnew {new_spec:?}", with.as_ref().err());
         }

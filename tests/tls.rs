@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
+use dualstack_webhook::commands::certs;
 use dualstack_webhook::metrics::Metrics;
-use dualstack_webhook::{certs, server, tls};
+use dualstack_webhook::server::{self, tls};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};

@@ -10,12 +10,12 @@ use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use dualstack_webhook::admin::{self, Readiness};
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
+use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::metrics::Metrics;
-use dualstack_webhook::policy::Policy;
-use dualstack_webhook::reload::watch_policy;
-use dualstack_webhook::routes::{self, AppState, MAX_BODY_BYTES};
+use dualstack_webhook::policy_file::watch_policy;
+use dualstack_webhook::server::admin::{self, Readiness};
+use dualstack_webhook::server::routes::{self, AppState, MAX_BODY_BYTES};
 use http_body_util::BodyExt as _;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -305,7 +305,7 @@ async fn a_body_that_never_arrives_gets_408() {
 
 #[tokio::test(start_paused = true)]
 async fn reviews_in_flight_are_bounded() {
-    use dualstack_webhook::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
+    use dualstack_webhook::server::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
     let (s, _) = state(policy(""));
     let app = routes::service(s);
     // Fill every slot with a body that never arrives.

@@ -10,12 +10,12 @@
 
 use base64::Engine as _;
 use dualstack_webhook::admission;
-use dualstack_webhook::apiserver;
-use dualstack_webhook::cli::EXAMPLE_POLICY;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
+use dualstack_webhook::commands::EXAMPLE_POLICY;
+use dualstack_webhook::domain::apiserver_model;
+use dualstack_webhook::domain::policy::Policy;
+use dualstack_webhook::domain::service::Service;
 use dualstack_webhook::metrics::Endpoint;
-use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::Service;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
@@ -199,8 +199,8 @@ proptest! {
             prop_assert!(response.get("patch").is_none(), "a denial with a patch: {}", response);
             return Ok(());
         }
-        if apiserver::create(before.spec(), &cidrs).is_ok() {
-            let result = apiserver::create(after.spec(), &cidrs);
+        if apiserver_model::create(before.spec(), &cidrs).is_ok() {
+            let result = apiserver_model::create(after.spec(), &cidrs);
             prop_assert!(
                 result.is_ok(),
                 "accepted as sent, refused after /mutate: {:?}\nsent {}\npatched {}",

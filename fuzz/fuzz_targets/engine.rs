@@ -7,10 +7,10 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use dualstack_webhook::apiserver;
-use dualstack_webhook::engine::{self, Denial, MAX_WARNING_CHARS, Operation, Request};
-use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::{Metadata, Selector, Service, ServiceSpec};
+use dualstack_webhook::domain::apiserver_model;
+use dualstack_webhook::domain::engine::{self, Denial, MAX_WARNING_CHARS, Operation, Request};
+use dualstack_webhook::domain::policy::Policy;
+use dualstack_webhook::domain::service::{Metadata, Selector, Service, ServiceSpec};
 use dualstack_webhook_fuzz::{cluster, patched_spec};
 use libfuzzer_sys::fuzz_target;
 
@@ -234,7 +234,7 @@ fuzz_target!(|input: Input| {
     let old = input.old.as_ref().map(|s| {
         let mut svc = s.service(&namespace);
         if let (Some(cidrs), Some(spec)) = (&cidrs, &svc.spec) {
-            match apiserver::create(spec, cidrs) {
+            match apiserver_model::create(spec, cidrs) {
                 Ok(stored) => svc.spec = Some(stored),
                 Err(_) => stored_old = false,
             }
@@ -269,12 +269,12 @@ fuzz_target!(|input: Input| {
     let spec = object.spec();
     let (without, with) = match (operation, &old) {
         (Operation::Create, _) => (
-            apiserver::create(spec, cidrs),
-            apiserver::create(&after, cidrs),
+            apiserver_model::create(spec, cidrs),
+            apiserver_model::create(&after, cidrs),
         ),
         (Operation::Update, Some(old)) if stored_old => (
-            apiserver::update(old.spec(), spec, cidrs),
-            apiserver::update(old.spec(), &after, cidrs),
+            apiserver_model::update(old.spec(), spec, cidrs),
+            apiserver_model::update(old.spec(), &after, cidrs),
         ),
         _ => return,
     };

@@ -4,8 +4,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use dualstack_webhook::engine::Mutation;
-use dualstack_webhook::service::{IpFamily, IpFamilyPolicy};
+use dualstack_webhook::domain::engine::Mutation;
+use dualstack_webhook::domain::service::{IpFamily, IpFamilyPolicy};
 use dualstack_webhook_fuzz::check_patch;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};

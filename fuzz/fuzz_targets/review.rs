@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use dualstack_webhook::cluster::Cluster;
-use dualstack_webhook::policy::Policy;
+use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook_fuzz::{CLUSTERS, check_review, cluster, example_policy};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,11 +6,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use dualstack_webhook::admission;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
-use dualstack_webhook::engine::Mutation;
+use dualstack_webhook::domain::engine::Mutation;
 use dualstack_webhook::metrics::Endpoint;
-use dualstack_webhook::patch;
-use dualstack_webhook::policy::Policy;
-use dualstack_webhook::service::{Service, ServiceSpec};
+use dualstack_webhook::domain::patch;
+use dualstack_webhook::domain::policy::Policy;
+use dualstack_webhook::domain::service::{Service, ServiceSpec};
 use serde_json::Value;
 
 /// Service CIDR sets of the clusters the targets run against: single-stack of each family and
@@ -25,7 +25,7 @@ pub const CLUSTERS: [&str; 4] = [
 /// The example policy shipped with the webhook (every field in use).
 pub fn example_policy() -> Policy {
     #[allow(clippy::expect_used)] // a broken embedded policy is a broken build, not an input
-    Policy::from_yaml(dualstack_webhook::cli::EXAMPLE_POLICY).expect("embedded example policy")
+    Policy::from_yaml(dualstack_webhook::commands::EXAMPLE_POLICY).expect("embedded example policy")
 }
 
 /// A cluster of `CLUSTERS[i % len]`, or one without `--service-cidrs` for `None`.

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::domain::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 use crate::json_skip;
 use crate::json_text::{ascii_run, plain_run};
-use crate::service::{Labels, Metadata, Selector, Service, ServiceSpec};
 
 use super::{GroupVersionKind, RequestIn, ReviewIn, ServiceObject};
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::super::{ReviewIn, ServiceObject};
-use crate::service::Selector;
+use crate::domain::service::Selector;
 
 /// The fast path for a policy that reads labels (it keeps everything it reads).
 fn decode(body: &[u8]) -> Option<ReviewIn<'_, ServiceObject>> {

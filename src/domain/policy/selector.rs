@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::Labels;
+use crate::domain::service::Labels;
 
 /// A `metav1.LabelSelector`: every `matchLabels` pair and every expression must hold; empty matches all.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::domain::policy::{Policy, PolicyError};
 use crate::metrics::{Metrics, ReloadResult};
-use crate::policy::{Policy, PolicyError};
 
 /// Why the policy file could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ fn error(body: &str) -> String {
 
 #[test]
 fn the_example_policy_parses() {
-    let p = Policy::from_yaml(include_str!("../../manifests/policy.yaml")).unwrap();
+    let p = Policy::from_yaml(include_str!("../../../manifests/policy.yaml")).unwrap();
     assert!(!p.rules.is_empty());
     assert!(p.defaults.ip_family_policy.is_some());
 }
@@ -212,6 +212,6 @@ fn reads_object_labels_only_with_a_non_empty_object_selector() {
     );
     let exists = "objectSelector: {matchExpressions: [{key: app, operator: Exists}]}";
     assert!(parse(&rule(exists)).unwrap().reads_object_labels());
-    let example = Policy::from_yaml(include_str!("../../manifests/policy.yaml")).unwrap();
+    let example = Policy::from_yaml(include_str!("../../../manifests/policy.yaml")).unwrap();
     assert!(!example.reads_object_labels());
 }

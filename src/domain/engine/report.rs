@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::policy::Action;
-use crate::service::Service;
+use crate::domain::policy::Action;
+use crate::domain::service::Service;
 
 use super::{Decision, Denial, Finding};
 

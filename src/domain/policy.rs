@@ -4,7 +4,7 @@ pub mod selector;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{IpFamily, IpFamilyPolicy, Labels, ServiceType};
+use crate::domain::service::{IpFamily, IpFamilyPolicy, Labels, ServiceType};
 pub use selector::{LabelLookup, LabelSelector, glob_matches};
 
 /// The only `apiVersion` this build reads.

@@ -327,7 +327,7 @@ async fn reload_blocking(resolver: &Arc<CertResolver>) -> Result<bool, Error> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::certs;
+    use crate::commands::certs;
 
     fn pair() -> (tempfile::TempDir, certs::GeneratedPaths) {
         let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,8 @@ use std::fmt;
 use std::mem::discriminant;
 
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::policy::{Policy, Require};
-use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec, ServiceType};
+use crate::domain::policy::{Policy, Require};
+use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec, ServiceType};
 
 use super::{Finding, matching_rules};
 

@@ -4,7 +4,7 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
 use serde_json::{Value, json};
 
-use crate::engine::Mutation;
+use crate::domain::engine::Mutation;
 use crate::json_text::{string, string_list};
 
 /// The JSON Patch that applies `mutation` to a Service. `has_spec`: the object has a `spec` map (when
@@ -97,8 +97,8 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::IpFamily::{IPv4, IPv6};
-    use crate::service::IpFamilyPolicy::PreferDualStack;
+    use crate::domain::service::IpFamily::{IPv4, IPv6};
+    use crate::domain::service::IpFamilyPolicy::PreferDualStack;
 
     fn apply(doc: Value, patch: &Patch) -> Value {
         let mut doc = doc;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::apiserver;
 use crate::cluster::Cluster;
-use crate::engine::{self, DenialMessage, Operation, Request};
-use crate::policy::{Action, Policy};
-use crate::service::{Labels, Service};
+use crate::domain::apiserver_model;
+use crate::domain::engine::{self, DenialMessage, Operation, Request};
+use crate::domain::policy::{Action, Policy};
+use crate::domain::service::{Labels, Service};
 
 /// The verdict for one Service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,7 +155,7 @@ fn judge(policy: &Policy, cluster: &Cluster, file: &str, svc: &Service) -> Row {
     let mut stored = svc.clone();
     let spec = mutated.mutation.apply(svc.spec());
     stored.spec = Some(match &cluster.service_cidrs {
-        Some(cidrs) => match apiserver::create(&spec, cidrs) {
+        Some(cidrs) => match apiserver_model::create(&spec, cidrs) {
             Ok(spec) => spec,
             Err(error) => {
                 row.verdict = "refused";

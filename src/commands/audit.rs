@@ -8,11 +8,11 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use crate::check::{Row, judge_stored_service};
+use crate::cluster::watch::{labels_of, usable_cidrs};
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::cluster_info::{labels_of, usable_cidrs};
-use crate::policy::Policy;
-use crate::service::Service;
+use crate::commands::check::{Row, judge_stored_service};
+use crate::domain::policy::Policy;
+use crate::domain::service::Service;
 
 /// Why the cluster could not be audited.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,10 @@
 //! The subcommands, wired: `serve` starts the servers and reload tasks; `review`, `certs` and
 //! `check` are offline. The only module that reads files for the others and sets exit codes.
 
+pub mod audit;
+pub mod certs;
+pub mod check;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,17 +18,19 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::admin::{self, Readiness};
 use crate::cluster::Cluster;
+use crate::cluster::watch as cluster_info;
 use crate::config::{
     AuditArgs, CertsArgs, CheckArgs, Cli, Command, EndpointArg, OutputFormat, ReviewArgs, ServeArgs,
 };
+use crate::domain::policy::Policy;
 use crate::metrics::{Endpoint, Metrics};
-use crate::policy::Policy;
-use crate::reload::{load_policy, watch_policy};
-use crate::routes::{self, AppState};
+use crate::policy_file::{load_policy, watch_policy};
+use crate::server::admin::{self, Readiness};
+use crate::server::routes::{self, AppState};
+use crate::server::tls;
 use crate::server::{self, ServerOptions};
-use crate::{admission, audit, certs, check, cluster_info, shutdown, telemetry, tls};
+use crate::{admission, shutdown, telemetry};
 
 /// The example policy, embedded for `serve --dev`.
 pub const EXAMPLE_POLICY: &str = include_str!("../manifests/policy.yaml");

@@ -1,7 +1,7 @@
 //! Development certificates: a CA and a server certificate with SANs, written as PEM files.
 //!
 //! These are for `serve --dev`, `certs --out` and tests. In a cluster the serving pair usually comes
-//! from cert-manager through a Secret volume, which [`crate::tls::CertResolver`] reloads.
+//! from cert-manager through a Secret volume, which [`crate::server::tls::CertResolver`] reloads.
 
 use std::fs;
 use std::io::{self, Write};

@@ -4,8 +4,8 @@ use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::policy::Policy;
-use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec, ServiceType};
+use crate::domain::policy::Policy;
+use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec, ServiceType};
 
 use super::{Decision, Denial, Mutation, matching_rules};
 

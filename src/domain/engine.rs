@@ -13,8 +13,8 @@ pub use report::{DenialMessage, MAX_WARNING_CHARS, truncate_warning};
 use std::collections::BTreeMap;
 
 use crate::cluster::Cluster;
-use crate::policy::{Action, Policy, Rule};
-use crate::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
+use crate::domain::policy::{Action, Policy, Rule};
+use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
 
 pub use judge::Violation;
 pub use mutate::Rejection;

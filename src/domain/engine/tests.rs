@@ -1,9 +1,9 @@
 //! Table tests: one per engine rule, citing the API server rule it relies on.
 
 use super::*;
-use crate::policy::Policy;
-use crate::service::IpFamily::{IPv4, IPv6};
-use crate::service::IpFamilyPolicy::{PreferDualStack, RequireDualStack, SingleStack};
+use crate::domain::policy::Policy;
+use crate::domain::service::IpFamily::{IPv4, IPv6};
+use crate::domain::service::IpFamilyPolicy::{PreferDualStack, RequireDualStack, SingleStack};
 use crate::testing::*;
 
 fn policy(body: &str) -> Policy {
@@ -301,7 +301,7 @@ fn the_api_servers_refusals_are_named_first() {
 
 fn stored(cluster_name: &str, s: ServiceSpec) -> ServiceSpec {
     let cidrs = cluster(cluster_name).service_cidrs.unwrap();
-    crate::apiserver::create(&s, &cidrs).unwrap()
+    crate::domain::apiserver_model::create(&s, &cidrs).unwrap()
 }
 
 #[test]
@@ -520,7 +520,7 @@ fn grandfathering() {
     assert!(d.audit["findings"].contains("dual(Deny, grandfathered)"));
     // A downgrade moves it further from the policy: judged by the action.
     let dual = stored("v4v6", spec().policy("RequireDualStack"));
-    let downgraded = crate::apiserver::update(
+    let downgraded = crate::domain::apiserver_model::update(
         &dual,
         &dual.clone().policy("SingleStack"),
         &cluster("v4v6").service_cidrs.unwrap(),
@@ -536,7 +536,7 @@ fn relabelling_out_of_scope_does_not_escape_a_rule() {
         "rules: [{name: web, match: {objectSelector: {matchLabels: {app: web}}}, require: {dualStack: true}}]\n",
     );
     let dual = stored("v4v6", spec().policy("RequireDualStack"));
-    let single = crate::apiserver::update(
+    let single = crate::domain::apiserver_model::update(
         &dual,
         &dual.clone().policy("SingleStack"),
         &cluster("v4v6").service_cidrs.unwrap(),

@@ -15,10 +15,10 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::admin::Latch;
 use crate::cluster::{Cluster, ServiceCidrs};
+use crate::domain::service::Labels;
 use crate::metrics::{Metrics, WatchResource};
-use crate::service::Labels;
+use crate::server::admin::Latch;
 
 /// Starts the watches. With `static_cidrs` (from `--service-cidrs`) the ServiceCIDR watch is not run:
 /// the flag wins. Each latch is released after its watch's first complete list (or, for ServiceCIDRs,

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use crate::cluster::ServiceCidrs;
-use crate::service::{IpFamily, IpFamilyPolicy, ServiceSpec, ServiceType};
+use crate::domain::service::{IpFamily, IpFamilyPolicy, ServiceSpec, ServiceType};
 
 /// A refusal, as the API server would report it (HTTP 422 `Invalid`).
 #[derive(Clone, Debug, PartialEq, Eq)]

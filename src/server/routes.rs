@@ -27,8 +27,8 @@ use tracing::{debug, info, warn};
 use crate::BoxError;
 use crate::admission::{self, Answer};
 use crate::cluster::Cluster;
+use crate::domain::policy::Policy;
 use crate::metrics::{Endpoint, Metrics, Outcome};
-use crate::policy::Policy;
 
 /// The largest body accepted. An UPDATE review carries two Services, each at most the API server's
 /// 3 MiB request limit, plus the envelope; 8 MiB covers that with room and bounds memory per request.

@@ -1,0 +1,14 @@
+//! The pure core: what the webhook decides, and the model of kube-apiserver it decides against.
+//! No I/O, no async, no clock, no logging: plain values in, plain values out.
+//!
+//! - [`service`]: the Service fields the rules read (the engine's input).
+//! - [`policy`]: the policy file's schema and matching.
+//! - [`engine`]: what `/mutate` sets and what `/validate` judges.
+//! - [`apiserver_model`]: what kube-apiserver does with the dual-stack fields.
+//! - [`patch`]: a mutation as an RFC 6902 JSON Patch.
+
+pub mod apiserver_model;
+pub mod engine;
+pub mod patch;
+pub mod policy;
+pub mod service;
