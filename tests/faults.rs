@@ -2,7 +2,7 @@
 //! through a Secret-style `..data` swap, the policy file replaced by a broken one and then a good
 //! one, and SIGTERM while requests are in flight. Plus mutual TLS through the real binary.
 //!
-//! The policy and SIGTERM faults run the real binary (`serve`), so the wiring in `cli::serve` (the
+//! The policy and SIGTERM faults run the real binary (`serve`), so the wiring in `commands::serve` (the
 //! reload task, readiness, metrics, signal handling, drain) is what is tested. All traffic stays
 //! on 127.0.0.1, and every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test

@@ -166,6 +166,32 @@ static EMPTY_SPEC: ServiceSpec = ServiceSpec {
     selector: Selector::Empty,
 };
 
+// === impl Service ===
+
+/// The one way a Service becomes the engine's input: from the API's own type, however it was
+/// read (an AdmissionReview, a manifest, a list from the cluster).
+impl From<&k8s_openapi::api::core::v1::Service> for Service {
+    fn from(svc: &k8s_openapi::api::core::v1::Service) -> Self {
+        let meta = &svc.metadata;
+        Self {
+            metadata: Metadata {
+                name: meta.name.clone().unwrap_or_default(),
+                generate_name: meta.generate_name.clone().unwrap_or_default(),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                labels: meta.labels.clone().unwrap_or_default(),
+            },
+            spec: svc.spec.as_ref().map(|spec| ServiceSpec {
+                type_: spec.type_.clone(),
+                cluster_ip: spec.cluster_ip.clone(),
+                cluster_ips: spec.cluster_ips.clone(),
+                ip_families: spec.ip_families.clone(),
+                ip_family_policy: spec.ip_family_policy.clone(),
+                selector: Selector::of(spec.selector.as_ref().map_or(0, |s| s.len())),
+            }),
+        }
+    }
+}
+
 // === impl IpFamily ===
 
 impl IpFamily {
@@ -267,7 +293,7 @@ impl fmt::Display for ServiceType {
     }
 }
 
-// === impl Service ===
+// === impl Service (accessors) ===
 
 impl Service {
     /// `namespace/name` for messages (`generateName` + `*` when the name is not yet known).
