@@ -1,9 +1,11 @@
 //! The subcommands, wired: `serve` starts the servers and reload tasks; `review`, `certs` and
-//! `check` are offline. The only module that reads files for the others and sets exit codes.
+//! `check` are offline; `audit` reads a cluster once. The only module that reads files for the others,
+//! sets exit codes and prints errors (one line each, every cause once: `one_line`).
 
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod report;
 pub mod review;
 pub mod serve;
 
@@ -30,11 +32,33 @@ pub fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            // One line: the context and its cause.
-            eprintln!("dualstack-webhook: {error:#}");
+            eprintln!("dualstack-webhook: {}", one_line(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error as one line: its message, then each cause whose text that line does not already hold,
+/// with any line breaks inside them turned into spaces.
+///
+/// This crate's errors carry their cause in their message and also mark it `#[source]` (STYLE.md
+/// §1.4), so anyhow's `{:#}`, which appends every source, would print each cause two or three
+/// times. The message alone would lose the cause of a plain `.context("...")`, and of library
+/// errors that leave it to `source()` (hyper's `client error (Connect)`). Appending only the causes
+/// not yet printed serves both: every cause appears once.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    if line.contains('\n') {
+        line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    line
 }
 
 fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +78,7 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::with_cidrs(args.cluster.service_cidrs);
     let rows = check::check(&policy, &cluster, &args.paths)?;
     print_rows(&rows, args.output)?;
-    Ok(if check::failed(&rows) {
+    Ok(if report::failed(&rows) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -68,24 +92,66 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the tokio runtime")?;
     let rows = runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("no usable kubeconfig or in-cluster configuration")?;
-        anyhow::Ok(audit::audit(client, &policy, args.cluster.service_cidrs).await?)
+        let client = audit::connect().await?;
+        audit::audit(client, &policy, args.cluster.service_cidrs).await
     })?;
     print_rows(&rows, args.output)?;
-    Ok(if check::failed(&rows) {
+    Ok(if report::failed(&rows) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-fn print_rows(rows: &[check::Row], output: OutputFormat) -> anyhow::Result<()> {
+fn print_rows(rows: &[report::Row], output: OutputFormat) -> anyhow::Result<()> {
     let text = match output {
-        OutputFormat::Table => check::table(rows),
-        OutputFormat::Json => serde_json::to_string_pretty(rows).context("encode rows")? + "\n",
+        OutputFormat::Table => report::table(rows),
+        OutputFormat::Json => report::json(rows).context("cannot encode the rows as json")?,
     };
     print!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::one_line;
+
+    /// A message that carries its cause and also marks it as the source (STYLE.md §1.4).
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read policy file p.yaml: {0}")]
+    struct CarriesItsCause(#[source] std::io::Error);
+
+    /// A message that leaves its cause to `source()`, as hyper's client errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct HidesItsCause(#[source] std::io::Error);
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let error = anyhow::Error::new(CarriesItsCause(not_found()));
+        assert_eq!(
+            one_line(&error),
+            "cannot read policy file p.yaml: no such file"
+        );
+        let error = anyhow::Error::new(CarriesItsCause(not_found())).context("cannot start");
+        assert_eq!(
+            one_line(&error),
+            "cannot start: cannot read policy file p.yaml: no such file"
+        );
+        let error = Err::<(), _>(HidesItsCause(not_found()))
+            .context("cannot list services")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            "cannot list services: client error (Connect): no such file"
+        );
+        let error = anyhow::anyhow!("bad yaml: line 3\n  |\n3 | clusters: [");
+        assert_eq!(one_line(&error), "bad yaml: line 3 | 3 | clusters: [");
+    }
 }

@@ -18,10 +18,10 @@ use crate::metrics::{Metrics, ReloadResult};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read policy file {0}: {1}")]
+    #[error("cannot read policy file {0} (--policy): {1}")]
     Read(PathBuf, #[source] std::io::Error),
     /// The file is not a valid policy.
-    #[error("invalid policy file {0}: {1}")]
+    #[error("invalid policy file {0} (--policy): {1}")]
     Invalid(PathBuf, #[source] PolicyError),
 }
 

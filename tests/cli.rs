@@ -10,8 +10,11 @@ const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policy
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
+    run_command(Command::new(BIN).args(args), stdin)
+}
+
+fn run_command(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -21,6 +24,27 @@ fn run(args: &[&str], stdin: &[u8]) -> Output {
     let _ = child.stdin.take().unwrap().write_all(stdin);
     child.wait_with_output().unwrap()
 }
+
+/// Asserts that the command failed with exit code 2, wrote nothing on stdout, and wrote exactly
+/// `dualstack-webhook: {message}` as one line on stderr.
+#[track_caller]
+fn assert_fails_with(out: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, format!("dualstack-webhook: {message}\n"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
+
+/// A policy file with `body` in a new temporary directory (kept alive by the returned guard).
+fn policy_file(body: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, body).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+const HEADER: &str = "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n";
 
 const MANIFESTS: &str = r#"
 apiVersion: v1
@@ -162,30 +186,36 @@ fn review_answers_on_stdout_and_refuses_non_reviews_with_one_line() {
     assert_eq!(answer["response"]["allowed"], false);
 
     let out = run(&["review", "--policy", POLICY], b"{not json");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("malformed AdmissionReview"), "{err}");
+    assert_fails_with(
+        &out,
+        "malformed AdmissionReview: key must be a string at line 1 column 2",
+    );
+}
+
+#[test]
+fn a_missing_policy_file_is_named_with_its_flag() {
+    let out = run(&["review", "--policy", "/nonexistent.yaml"], b"{}");
+    assert_fails_with(
+        &out,
+        "cannot read policy file /nonexistent.yaml (--policy): No such file or directory (os error 2)",
+    );
 }
 
 #[test]
 fn a_broken_policy_names_the_field_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nrules:\n  - name: a\n    acton: Deny\n").unwrap();
-    let out = run(&["review", "--policy", policy.to_str().unwrap()], b"{}");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("unknown field `acton`") && err.contains("line 5"),
-        "{err}"
+    let (_dir, policy) = policy_file(&format!("{HEADER}rules:\n  - name: a\n    acton: Deny\n"));
+    let message = format!(
+        "invalid policy file {policy} (--policy): rules[0]: unknown field `acton`, expected one of \
+         `name`, `match`, `require`, `defaults`, `upgradeExisting`, `action` at line 5 column 5"
     );
+    let out = run(&["review", "--policy", &policy], b"{}");
+    assert_fails_with(&out, &message);
     // serve refuses to start on it, before binding anything.
     let out = run(
         &[
             "serve",
             "--policy",
-            policy.to_str().unwrap(),
+            &policy,
             "--tls-cert",
             "x",
             "--tls-key",
@@ -195,11 +225,85 @@ fn a_broken_policy_names_the_field_and_line() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("unknown field `acton`")
+    assert_fails_with(&out, &message);
+}
+
+#[test]
+fn a_policy_of_valid_yaml_but_invalid_meaning_names_the_field() {
+    let (_dir, policy) = policy_file(&format!("{HEADER}rules:\n  - name: a\n  - name: a\n"));
+    let out = run(&["review", "--policy", &policy], b"{}");
+    assert_fails_with(
+        &out,
+        &format!(
+            "invalid policy file {policy} (--policy): rules[1].name: \"a\" is used by an earlier rule"
+        ),
+    );
+}
+
+/// An empty policy file is the empty policy: allowed, no patch, on both endpoints, where the test
+/// policy would patch the first request and deny the second.
+#[test]
+fn an_empty_policy_file_changes_nothing_and_denies_nothing() {
+    for body in ["", "# dual-stack policy: none yet\n"] {
+        let (_dir, policy) = policy_file(body);
+        for (endpoint, fixture) in [
+            ("mutate", "mutate/create-clusterip-defaults.json"),
+            ("validate", "validate/create-deny-single-stack-lb.json"),
+        ] {
+            let request = std::fs::read(format!("{FIXTURES}/dual-v4/{fixture}")).unwrap();
+            let out = run(
+                &["review", "--policy", &policy, "--endpoint", endpoint],
+                &request,
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                "",
+                "{body:?} {fixture}"
+            );
+            assert_eq!(out.status.code(), Some(0));
+            let request: serde_json::Value = serde_json::from_slice(&request).unwrap();
+            let mut answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            // kube's AdmissionResponse writes an empty `status` on an allowed answer.
+            let response = answer["response"].as_object_mut().unwrap();
+            if response.get("status") == Some(&serde_json::json!({})) {
+                response.remove("status");
+            }
+            assert_eq!(
+                answer["response"],
+                serde_json::json!({"uid": request["request"]["uid"], "allowed": true}),
+                "{body:?} {fixture}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_names_a_missing_path() {
+    let out = run(&["check", "--policy", POLICY, "/nonexistent"], b"");
+    assert_fails_with(
+        &out,
+        "cannot read /nonexistent: No such file or directory (os error 2)",
+    );
+}
+
+/// Without a kubeconfig (and outside a pod) `audit` says so in one short line, not kube's nested
+/// account of both attempts.
+#[test]
+fn audit_without_a_cluster_says_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_command(
+        Command::new(BIN)
+            .args(["audit", "--policy", POLICY])
+            .env("KUBECONFIG", "/nonexistent")
+            .env("HOME", home.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT"),
+        b"",
+    );
+    assert_fails_with(
+        &out,
+        "no cluster to audit: cannot read kubeconfig /nonexistent: No such file or directory \
+         (os error 2); set KUBECONFIG or run in a pod",
     );
 }
 
@@ -244,10 +348,8 @@ fn serve_refuses_missing_certificates_with_the_path() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("/nonexistent/tls.crt")
+    assert_fails_with(
+        &out,
+        "cannot read certificate /nonexistent/tls.crt (--tls-cert): No such file or directory (os error 2)",
     );
 }

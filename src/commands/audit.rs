@@ -2,27 +2,72 @@
 //! sees what a new policy would break before turning it on.
 
 use std::collections::BTreeMap;
+use std::error::Error as _;
 
 use k8s_openapi::api::core::v1::{Namespace, Service as KubeService};
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::ListParams;
+use kube::config::{InferConfigError, KubeconfigError};
 use kube::{Api, Client, ResourceExt};
 
 use crate::cluster::watch::{labels_of, usable_cidrs};
 use crate::cluster::{Cluster, ServiceCidrs};
-use crate::commands::check::{Row, judge_stored_service};
+use crate::commands::check::judge_stored_service;
+use crate::commands::report::Row;
 use crate::domain::policy::Policy;
 use crate::domain::service::Service;
 
 /// Why the cluster could not be audited.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// Neither a kubeconfig nor an in-cluster configuration is usable.
+    ///
+    /// kube's own error nests both attempts and their causes (several hundred characters); `reason` is
+    /// the one of them a user can fix, so this variant keeps no `source` that would repeat it at length.
+    #[error("no cluster to audit: {reason}; set KUBECONFIG or run in a pod")]
+    NoCluster {
+        /// What failed, e.g. `cannot read kubeconfig /path: No such file or directory (os error 2)`.
+        reason: String,
+    },
+    /// The configuration was read but no client could be built from it (bad certificates, bad URL).
+    #[error("cannot connect to the cluster: {0}")]
+    Client(#[source] kube::Error),
     /// Listing failed.
     #[error("cannot list {0}: {1}")]
     List(&'static str, #[source] kube::Error),
-    /// A Service could not be read as one.
-    #[error("cannot read Service {0}: {1}")]
-    Decode(String, #[source] serde_json::Error),
+}
+
+/// A client for the cluster of the kubeconfig (`KUBECONFIG`, else `~/.kube/config`), or of the pod it runs
+/// in, as `kubectl` would choose.
+pub async fn connect() -> Result<Client, AuditError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|error| AuditError::NoCluster {
+            reason: no_cluster_reason(&error),
+        })?;
+    Client::try_from(config).map_err(AuditError::Client)
+}
+
+/// The failure to report when there is no configuration: the kubeconfig's, unless this runs in a pod
+/// (where both attempts are worth reading).
+fn no_cluster_reason(error: &InferConfigError) -> String {
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    match error
+        .source()
+        .and_then(|e| e.downcast_ref::<KubeconfigError>())
+    {
+        _ if in_pod => error.to_string(),
+        // kube quotes the path twice (`'"/x"'`).
+        Some(KubeconfigError::ReadConfig(cause, path)) => {
+            format!("cannot read kubeconfig {}: {cause}", path.display())
+        }
+        // The first line: a YAML error goes on with a multi-line excerpt of the file.
+        Some(kubeconfig) => {
+            let text = kubeconfig.to_string();
+            format!("kubeconfig: {}", text.lines().next().unwrap_or_default())
+        }
+        None => error.to_string(),
+    }
 }
 
 /// Lists namespaces, service CIDRs (unless given) and Services, and judges every Service.
@@ -64,18 +109,11 @@ pub async fn audit(
         .list(&lp)
         .await
         .map_err(|e| AuditError::List("services", e))?;
-    let mut rows = Vec::with_capacity(services.items.len());
-    for item in services.items {
-        let name = format!(
-            "{}/{}",
-            item.namespace().unwrap_or_default(),
-            item.name_any()
-        );
-        let value = serde_json::to_value(&item).map_err(|e| AuditError::Decode(name.clone(), e))?;
-        let svc: Service =
-            serde_json::from_value(value).map_err(|e| AuditError::Decode(name, e))?;
-        rows.push(judge_stored_service(policy, &cluster, "cluster", &svc));
-    }
+    let mut rows: Vec<Row> = services
+        .items
+        .iter()
+        .map(|item| judge_stored_service(policy, &cluster, "cluster", &Service::from(item)))
+        .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(rows)
 }

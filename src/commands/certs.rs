@@ -54,6 +54,7 @@ pub struct GeneratedPaths {
 }
 
 /// Files written by [`generate_client`].
+#[doc(hidden)] // test support, with `generate_client`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientPaths {
     /// `client.crt`: the client certificate.
@@ -66,27 +67,29 @@ pub struct ClientPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The output directory could not be created.
-    #[error("failed to create certificate directory {0}: {1}")]
+    #[error("cannot create certificate directory {0}: {1}")]
     CreateDir(PathBuf, #[source] io::Error),
 
     /// A PEM file could not be written.
-    #[error("failed to write {0}: {1}")]
+    #[error("cannot write {0}: {1}")]
     Write(PathBuf, #[source] io::Error),
 
     /// A requested DNS name is not a valid host name (a leading `*.` wildcard is allowed).
-    #[error("invalid dns name {0:?}: not a valid host name")]
+    #[error("--dns {0:?} is not a valid host name")]
     InvalidDnsName(String),
 
     /// The CA key given to [`generate_client`] could not be read.
-    #[error("failed to read ca key {0}: {1}")]
+    #[doc(hidden)] // only `generate_client`, a test helper, returns it
+    #[error("cannot read ca key {0}: {1}")]
     ReadCaKey(PathBuf, #[source] io::Error),
 
     /// The CA key given to [`generate_client`] is not a usable private key.
+    #[doc(hidden)] // only `generate_client`, a test helper, returns it
     #[error("invalid ca key {0}: {1}")]
     InvalidCaKey(PathBuf, #[source] rcgen::Error),
 
     /// Key generation or signing failed.
-    #[error("failed to generate certificate: {0}")]
+    #[error("cannot generate certificate: {0}")]
     Generate(#[source] rcgen::Error),
 }
 
@@ -146,7 +149,13 @@ pub fn ensure_dev(out: &Path) -> Result<GeneratedPaths, Error> {
 /// `out`, signed by the CA whose key is `ca_key`.
 ///
 /// The issuer is rebuilt from the key and the fixed subject [`generate`] uses, so this only works
-/// with a CA made by [`generate`]. It exists to test `--client-ca` (mutual TLS).
+/// with a CA made by [`generate`].
+///
+/// Test support, not part of the API: it exists so that the integration tests (`tests/tls.rs`,
+/// `tests/faults.rs`, `tests/common`) can test `--client-ca` (mutual TLS) with a client signed by the
+/// CA `generate` wrote. Those are separate crates that see only `pub` items, and rebuilding the issuer
+/// needs this module's private CA parameters, so it stays here, `pub` but hidden from the docs.
+#[doc(hidden)]
 pub fn generate_client(ca_key: &Path, name: &str, out: &Path) -> Result<ClientPaths, Error> {
     let pem = fs::read_to_string(ca_key).map_err(|e| Error::ReadCaKey(ca_key.to_owned(), e))?;
     let ca_key_pair =

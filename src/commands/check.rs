@@ -2,41 +2,19 @@
 //! defaulting and allocation when the service CIDRs are known, then validate). `audit` judges the
 //! Services a cluster already stores the same way, from the validate step on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use k8s_openapi::api::core::v1::{Namespace, Service as KubeService};
+use serde::Deserialize as _;
 
 use crate::cluster::Cluster;
+use crate::cluster::watch::labels_of;
+use crate::commands::report::Row;
 use crate::domain::apiserver_model;
 use crate::domain::engine::{self, DenialMessage, Operation, Request};
 use crate::domain::policy::{Action, Policy};
 use crate::domain::service::{Labels, Service};
-
-/// The verdict for one Service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Row {
-    /// The manifest file (`check`) or `cluster` (`audit`).
-    pub file: String,
-    /// Namespace (`default` when the manifest has none).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// `spec.type`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `ipFamilyPolicy` after the webhook and the API server.
-    pub policy: String,
-    /// `ipFamilies` after the webhook and the API server.
-    pub families: Vec<String>,
-    /// `clusterIPs` (known for stored Services and with `--service-cidrs`).
-    pub cluster_ips: Vec<String>,
-    /// `ok`, `exempt`, `deny`, `warn`, `audit`, `grandfathered` or `refused` (by the API server).
-    pub verdict: &'static str,
-    /// The rules concerned.
-    pub rules: Vec<String>,
-    /// What is wrong and what to set.
-    pub message: String,
-}
 
 /// Why manifests could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +25,19 @@ pub enum CheckError {
     /// A document is not YAML.
     #[error("{0}: {1}")]
     Yaml(PathBuf, #[source] serde_yaml_ng::Error),
+    /// A `v1/Service` or `v1/Namespace` document is not a valid one.
+    #[error("{file}: {kind} {name:?}: {source}")]
+    Object {
+        /// The manifest file.
+        file: PathBuf,
+        /// `Service` or `Namespace`.
+        kind: &'static str,
+        /// `metadata.name`, as far as it can be read.
+        name: String,
+        /// What is wrong.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
 }
 
 /// Judges every Service in `paths`. Namespace objects in the same manifests supply namespace labels.
@@ -64,10 +55,9 @@ pub fn check(
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| CheckError::Read(file.clone(), e))?;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)
+            let value = serde_yaml_ng::Value::deserialize(doc)
                 .map_err(|e| CheckError::Yaml(file.clone(), e))?;
-            read_objects(&value, file, &mut services, &mut cluster.namespaces)
-                .map_err(|e| CheckError::Yaml(file.clone(), e))?;
+            read_objects(&value, file, &mut services, &mut cluster.namespaces)?;
         }
     }
     Ok(services
@@ -96,27 +86,38 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// Services and Namespaces of a document (a `List` is opened).
+/// Services and Namespaces of a document (a `List` is opened), each decoded as the API's own type.
 fn read_objects(
     value: &serde_yaml_ng::Value,
     file: &Path,
     services: &mut Vec<(String, Service)>,
-    namespaces: &mut std::collections::HashMap<String, Labels>,
-) -> Result<(), serde_yaml_ng::Error> {
+    namespaces: &mut HashMap<String, Labels>,
+) -> Result<(), CheckError> {
     let field = |k: &str| {
         value
             .get(k)
             .and_then(serde_yaml_ng::Value::as_str)
             .unwrap_or("")
     };
+    let invalid = |kind, source| CheckError::Object {
+        file: file.to_owned(),
+        kind,
+        name: value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(serde_yaml_ng::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        source,
+    };
     match (field("apiVersion"), field("kind")) {
         ("v1", "Service") => {
-            let svc: Service = serde_yaml_ng::from_value(value.clone())?;
-            services.push((file.display().to_string(), svc));
+            let svc = KubeService::deserialize(value).map_err(|e| invalid("Service", e))?;
+            services.push((file.display().to_string(), Service::from(&svc)));
         }
         ("v1", "Namespace") => {
-            let ns: Service = serde_yaml_ng::from_value(value.clone())?;
-            namespaces.insert(ns.metadata.name.clone(), ns.metadata.labels);
+            let ns = Namespace::deserialize(value).map_err(|e| invalid("Namespace", e))?;
+            namespaces.insert(ns.metadata.name.clone().unwrap_or_default(), labels_of(&ns));
         }
         (_, "List") => {
             for item in value
@@ -208,95 +209,4 @@ fn judge_stored(policy: &Policy, cluster: &Cluster, row: &mut Row, stored: &Serv
         row.verdict = "audit";
         row.message = format!("rule {:?}: {}", f.rule, f.violation.short());
     }
-}
-
-impl Row {
-    /// The dual-stack fields of a stored Service, shown whatever the verdict.
-    fn show_stack(&mut self, stored: &Service) {
-        let spec = stored.spec();
-        self.policy = spec.ip_family_policy.clone().unwrap_or_default();
-        self.families = spec.ip_families.clone().unwrap_or_default();
-        self.cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
-    }
-
-    fn new(source: &str, svc: &Service) -> Self {
-        let namespace = match svc.metadata.namespace.as_str() {
-            "" => "default",
-            ns => ns,
-        };
-        Self {
-            file: source.to_owned(),
-            namespace: namespace.to_owned(),
-            name: svc.metadata.name.clone(),
-            type_: svc
-                .spec()
-                .type_
-                .clone()
-                .unwrap_or_else(|| "ClusterIP".into()),
-            policy: String::new(),
-            families: Vec::new(),
-            cluster_ips: Vec::new(),
-            verdict: "ok",
-            rules: Vec::new(),
-            message: String::new(),
-        }
-    }
-}
-
-/// Whether any row fails the check (a Deny violation or an API server refusal).
-pub fn failed(rows: &[Row]) -> bool {
-    rows.iter()
-        .any(|r| r.verdict == "deny" || r.verdict == "refused")
-}
-
-/// Aligned columns.
-pub fn table(rows: &[Row]) -> String {
-    let header = [
-        "NAMESPACE",
-        "NAME",
-        "TYPE",
-        "POLICY",
-        "FAMILIES",
-        "CLUSTER-IPS",
-        "VERDICT",
-        "RULES",
-        "MESSAGE",
-    ];
-    let cells: Vec<[String; 9]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.namespace.clone(),
-                r.name.clone(),
-                r.type_.clone(),
-                r.policy.clone(),
-                r.families.join(","),
-                r.cluster_ips.join(","),
-                r.verdict.to_owned(),
-                r.rules.join(","),
-                r.message.clone(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cols: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = cols
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(padded.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec(), &mut out);
-    for row in &cells {
-        line(row.iter().map(String::as_str).collect(), &mut out);
-    }
-    out
 }

@@ -28,6 +28,10 @@ pub struct Policy {
     /// Applied on CREATE to the fields the client left unset.
     #[serde(default)]
     pub defaults: Defaults,
+    /// On UPDATE, put back the `ipFamilyPolicy` and `ipFamilies` a request dropped (a PUT without
+    /// them lets the API server upgrade a PreferDualStack Service, rules §6). Off unless asked for.
+    #[serde(default)]
+    pub restore_dropped_fields: bool,
     /// Evaluated in order; every matching rule's checks apply.
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -132,12 +136,18 @@ pub enum PolicyError {
 // === impl Policy ===
 
 impl Policy {
-    /// Parses and validates a policy document. An empty document is the empty policy.
+    /// Parses and validates a policy document. An empty document (nothing, or only whitespace and
+    /// comments) is the empty policy: no defaults, no rules, so it changes nothing and denies nothing.
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
-        if text.trim().is_empty() {
-            return Err(invalid("apiVersion", format!("must be {API_VERSION}")));
-        }
-        let policy: Policy = serde_yaml_ng::from_str(text).map_err(PolicyError::Syntax)?;
+        // An empty YAML document is `null`, which `Option` reads as `None`.
+        let parsed: Option<Policy> = serde_yaml_ng::from_str(text).map_err(PolicyError::Syntax)?;
+        let Some(policy) = parsed else {
+            return Ok(Self {
+                api_version: API_VERSION.to_owned(),
+                kind: KIND.to_owned(),
+                ..Self::default()
+            });
+        };
         policy.validate()?;
         Ok(policy)
     }
@@ -198,17 +208,6 @@ impl Policy {
         self.exempt_namespaces
             .iter()
             .any(|g| glob_matches(g, namespace))
-    }
-
-    /// Whether a rule selects Services by their labels: if none does (no `objectSelector`, or `{}`,
-    /// which matches any labels), a review need not keep the Service's labels.
-    pub fn reads_object_labels(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.match_
-                .object_selector
-                .as_ref()
-                .is_some_and(|s| !s.match_labels.is_empty() || !s.match_expressions.is_empty())
-        })
     }
 }
 

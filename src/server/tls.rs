@@ -29,35 +29,35 @@ use crate::metrics::{Metrics, ReloadResult};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The certificate file could not be read.
-    #[error("failed to read certificate {0}: {1}")]
+    #[error("cannot read certificate {0} (--tls-cert): {1}")]
     ReadCert(PathBuf, #[source] io::Error),
 
     /// The certificate file is not valid PEM.
-    #[error("invalid pem in certificate {0}: {1}")]
+    #[error("invalid pem in certificate {0} (--tls-cert): {1}")]
     ParseCert(PathBuf, #[source] pem::Error),
 
     /// The certificate file holds no `CERTIFICATE` block.
-    #[error("no certificate found in {0}")]
+    #[error("no certificate in {0} (--tls-cert)")]
     NoCertificate(PathBuf),
 
     /// The leaf certificate could not be parsed.
-    #[error("invalid certificate in {0}: {1}")]
+    #[error("invalid certificate in {0} (--tls-cert): {1}")]
     InvalidCertificate(PathBuf, #[source] rustls::Error),
 
     /// The key file could not be read.
-    #[error("failed to read private key {0}: {1}")]
+    #[error("cannot read private key {0} (--tls-key): {1}")]
     ReadKey(PathBuf, #[source] io::Error),
 
     /// The key file holds no valid PEM private key.
-    #[error("no valid private key in {0}: {1}")]
+    #[error("no valid private key in {0} (--tls-key): {1}")]
     ParseKey(PathBuf, #[source] pem::Error),
 
     /// The key is of a type or curve rustls cannot sign with.
-    #[error("unsupported private key in {0}: {1}")]
+    #[error("unsupported private key in {0} (--tls-key): {1}")]
     UnsupportedKey(PathBuf, #[source] rustls::Error),
 
     /// The key is not the one the certificate was issued for (or the files are mid-update).
-    #[error("private key {key} does not match certificate {cert}")]
+    #[error("private key {key} (--tls-key) does not match certificate {cert} (--tls-cert)")]
     KeyMismatch {
         /// The certificate file.
         cert: PathBuf,
@@ -66,15 +66,15 @@ pub enum Error {
     },
 
     /// The client CA file could not be read or is not valid PEM.
-    #[error("failed to read client ca {0}: {1}")]
+    #[error("cannot read client ca {0} (--client-ca): {1}")]
     ReadClientCa(PathBuf, #[source] pem::Error),
 
     /// The client CA file holds no usable CA certificate.
-    #[error("no usable ca certificate in client ca {0}")]
+    #[error("no usable ca certificate in client ca {0} (--client-ca)")]
     NoClientCa(PathBuf),
 
     /// The client certificate verifier could not be built from the client CA.
-    #[error("invalid client ca {0}: {1}")]
+    #[error("invalid client ca {0} (--client-ca): {1}")]
     ClientCa(PathBuf, #[source] rustls::server::VerifierBuilderError),
 
     /// The blocking task that re-read the files did not complete.
@@ -82,7 +82,7 @@ pub enum Error {
     ReloadTask(#[source] tokio::task::JoinError),
 
     /// rustls refused the protocol versions for the crypto provider.
-    #[error("failed to configure tls: {0}")]
+    #[error("cannot configure tls: {0}")]
     Config(#[source] rustls::Error),
 }
 
