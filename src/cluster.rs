@@ -8,7 +8,7 @@ pub mod watch;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::domain::policy::LabelLookup;
 use crate::domain::service::{IpFamily, Labels};
@@ -102,6 +102,19 @@ impl ServiceCidrs {
             }
         }
         Some(Self { primary, nets })
+    }
+
+    /// One cluster of each shape (IPv4, IPv6, and dual-stack with either primary), each range
+    /// holding every address: what the webhook must assume of a cluster whose ranges it does not know.
+    pub fn every_shape() -> Vec<Self> {
+        let (v4, v6) = (
+            IpNet::from(Ipv4Net::default()),
+            IpNet::from(Ipv6Net::default()),
+        );
+        [vec![v4], vec![v6], vec![v4, v6], vec![v6, v4]]
+            .into_iter()
+            .filter_map(|nets| Self::new(nets).ok())
+            .collect()
     }
 
     /// The family of the first range: what the API server defaults to (R3.15).

@@ -7,7 +7,7 @@
 
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
 use dualstack_webhook::domain::apiserver_model;
-use dualstack_webhook::domain::engine::{self, Decision, Denial, Operation, Request};
+use dualstack_webhook::domain::engine::{self, Decision, Operation, Request};
 use dualstack_webhook::domain::patch;
 use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::domain::service::{Metadata, Selector, Service, ServiceSpec};
@@ -71,11 +71,13 @@ prop_compose! {
         policy in one(&POLICIES),
         families in proptest::option::of(select(vec!["[IPv4]", "[IPv6]", "[IPv4, IPv6]", "[IPv6, IPv4]"])),
         upgrade in any::<bool>(),
+        restore in any::<bool>(),
     ) -> Policy {
         let mut text = String::from("apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\ndefaults:\n");
         if let Some(p) = policy { text += &format!("  ipFamilyPolicy: {p}\n"); }
         if let Some(f) = families { text += &format!("  ipFamilies: {f}\n"); }
         if upgrade { text += "rules: [{name: upgrade, upgradeExisting: true}]\n"; }
+        if restore { text += "restoreDroppedFields: true\n"; }
         Policy::from_yaml(&text).expect("generated policy")
     }
 }
@@ -119,12 +121,11 @@ proptest! {
         let req = Request { operation: Operation::Create, namespace: "apps", object: Some(&object), old_object: None };
         let decision = engine::mutate(&policy, &cluster, &req);
         let before = apiserver_model::create(&spec, &cidrs);
-        if let Some((_, Denial::ApiServer(rejection))) = &decision.denial {
-            // We refuse only what the API server refuses too.
-            prop_assert!(before.is_err(), "refused {rejection} but the API server accepts {spec:?}");
-            return Ok(());
-        }
+        // `/mutate` denies nothing, and leaves what the API server refuses anyway for it to name.
         prop_assert!(decision.denial.is_none());
+        if before.is_err() {
+            prop_assert!(decision.mutation.is_empty(), "patched a request refused anyway: {spec:?}");
+        }
         let after_spec = patched(&object, &decision);
         let after = apiserver_model::create(&after_spec, &cidrs);
         if before.is_ok() {
@@ -180,9 +181,9 @@ proptest! {
         let req = Request { operation: Operation::Update, namespace: "apps", object: Some(&new_svc), old_object: Some(&old_svc) };
         let decision = engine::mutate(&policy, &cluster, &req);
         let without = apiserver_model::update(&old, &new, &cidrs);
-        if let Some((_, Denial::ApiServer(rejection))) = &decision.denial {
-            prop_assert!(without.is_err(), "refused {rejection} but the API server accepts it");
-            return Ok(());
+        prop_assert!(decision.denial.is_none());
+        if without.is_err() {
+            prop_assert!(decision.mutation.is_empty(), "patched an update refused anyway");
         }
         let new_spec = patched(&new_svc, &decision);
         let with = apiserver_model::update(&old, &new_spec, &cidrs);
@@ -198,7 +199,10 @@ proptest! {
         prop_assert_eq!(first(&stored.cluster_ips), first(&old.cluster_ips), "primary clusterIP changed");
         // (A headless Service whose family the cluster dropped cannot keep it: R3.14 / R3.15.)
         let family_still_there = first(&old.ip_families).is_some_and(|f| cidrs.has(f.parse().expect("family")));
-        if family_still_there {
+        // (A headless Service may change families, R2.2: a PUT that drops them lets the API server
+        // default them again, unless the policy restores them.)
+        let protected = policy.restore_dropped_fields || (!drop_families && !drop_policy);
+        if family_still_there && protected {
             prop_assert_eq!(first(&stored.ip_families), first(&old.ip_families), "primary family changed");
         }
         // A type change ends the PreferDualStack freeze in Kubernetes itself (R3.5); the webhook warns.
@@ -206,15 +210,46 @@ proptest! {
         let fields_changed = (new.ip_family_policy.is_some() && new.ip_family_policy != old.ip_family_policy)
             || (set(&new.ip_families) && new.ip_families != old.ip_families);
         let opted_in = !policy.rules.is_empty();
-        if type_changed && !opted_in && !fields_changed && count(&stored.ip_families) > count(&old.ip_families) {
+        let restore = policy.restore_dropped_fields;
+        if restore && type_changed && !opted_in && !fields_changed && count(&stored.ip_families) > count(&old.ip_families) {
             prop_assert!(decision.warnings.iter().any(|w| w.contains("changing the type")), "{:?}", decision.warnings);
         }
         let client_changed = fields_changed || type_changed;
-        if !client_changed && !opted_in {
+        // Without `restoreDroppedFields`, a PUT that drops the fields is the client's own change.
+        if !client_changed && !opted_in && protected {
             prop_assert!(count(&stored.ip_families) <= count(&old.ip_families), "a family was added without opt-in: {old:?} -> {stored:?}");
         }
         if opted_in && !client_changed && cidrs.is_dual() && count(&old.ip_families) == 1 {
             prop_assert_eq!(count(&stored.ip_families), 2, "upgradeExisting adds the secondary family");
         }
+    }
+
+    /// Where the cluster's ranges are unknown, a patch must be accepted on every cluster that accepts
+    /// the request as sent (IPv4, IPv6, dual-stack of either primary).
+    #[test]
+    fn patches_for_an_unknown_cluster_are_accepted_by_every_cluster(spec in arb_spec(), policy in arb_policy()) {
+        let object = service(spec.clone());
+        let req = Request { operation: Operation::Create, namespace: "apps", object: Some(&object), old_object: None };
+        let decision = engine::mutate(&policy, &Cluster::default(), &req);
+        let after_spec = patched(&object, &decision);
+        for cidrs in CLUSTERS {
+            let (_, cidrs) = cluster(cidrs);
+            if apiserver_model::create(&spec, &cidrs).is_ok() {
+                let after = apiserver_model::create(&after_spec, &cidrs);
+                prop_assert!(after.is_ok(), "{cidrs:?} accepts {spec:?} but refuses the patched {after_spec:?}: {:?}", after.err());
+            }
+        }
+    }
+
+    /// An empty policy changes nothing and denies nothing, on every cluster, for every request.
+    #[test]
+    fn an_empty_policy_is_a_no_op(spec in arb_spec(), old in arb_spec(), cidrs in proptest::option::of(select(&CLUSTERS[..])), update in any::<bool>()) {
+        let policy = Policy::from_yaml("apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n").unwrap();
+        let cluster = cidrs.map_or_else(Cluster::default, |c| cluster(c).0);
+        let (object, old) = (service(spec), service(old));
+        let operation = if update { Operation::Update } else { Operation::Create };
+        let req = Request { operation, namespace: "apps", object: Some(&object), old_object: update.then_some(&old) };
+        prop_assert_eq!(engine::mutate(&policy, &cluster, &req), Decision::default());
+        prop_assert_eq!(engine::validate(&policy, &cluster, &req), Decision::default());
     }
 }

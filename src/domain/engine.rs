@@ -1,8 +1,10 @@
 //! The policy engine: what `/mutate` changes and what `/validate` judges. Pure: plain values in, a
 //! [`Decision`] out; no I/O, no async, no clock, no logging.
 //!
-//! Every choice follows kube-apiserver's own rules (`k8s-service-rules.md`, cited as R-numbers), so a
-//! patch from here is never the reason the API server rejects a Service.
+//! Every choice follows kube-apiserver's own rules (`docs/k8s-service-rules.md`, cited as R-numbers),
+//! and before `/mutate` answers, the model of the API server ([`apiserver_model`]) is asked whether it
+//! accepts the patched request: a patch from here is never the reason the API server rejects a Service,
+//! and a request the API server refuses anyway is left for it to name.
 
 mod judge;
 mod mutate;
@@ -12,12 +14,12 @@ pub use report::{DenialMessage, MAX_WARNING_CHARS, truncate_warning};
 
 use std::collections::BTreeMap;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ServiceCidrs};
+use crate::domain::apiserver_model;
 use crate::domain::policy::{Action, Policy, Rule};
 use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
 
 pub use judge::Violation;
-pub use mutate::Rejection;
 
 /// The admission operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,10 +50,6 @@ pub struct Request<'a> {
 /// Fields `/mutate` sets; `None` leaves a field as the client sent it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mutation {
-    /// `spec.clusterIP`, set to `clusterIPs[0]` (R1.8).
-    pub cluster_ip: Option<String>,
-    /// `spec.clusterIPs`, set to `[clusterIP]` (R3.1).
-    pub cluster_ips: Option<Vec<String>>,
     /// `spec.ipFamilyPolicy`.
     pub ip_family_policy: Option<IpFamilyPolicy>,
     /// `spec.ipFamilies`.
@@ -71,14 +69,10 @@ pub struct Finding {
     pub grandfathered: bool,
 }
 
-/// Why a request is refused.
+/// Why a request is refused: Deny rules are violated (each finding is a non-grandfathered `Deny`).
+/// The webhook denies only what the policy asks it to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Denial {
-    /// Deny rules are violated (each finding is a non-grandfathered `Deny`).
-    Rules(Vec<Finding>),
-    /// The API server would refuse the request on this cluster; refused here first with its reason.
-    ApiServer(Rejection),
-}
+pub struct Denial(pub Vec<Finding>);
 
 /// What the engine decided for one review.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,12 +102,6 @@ impl Mutation {
     /// The spec with this mutation applied (what the API server receives).
     pub fn apply(&self, spec: &ServiceSpec) -> ServiceSpec {
         let mut out = spec.clone();
-        if let Some(ip) = &self.cluster_ip {
-            out.cluster_ip = Some(ip.clone());
-        }
-        if let Some(ips) = &self.cluster_ips {
-            out.cluster_ips = Some(ips.clone());
-        }
         if let Some(p) = self.ip_family_policy {
             out.ip_family_policy = Some(p.as_str().to_owned());
         }
@@ -141,15 +129,58 @@ pub fn mutate(policy: &Policy, cluster: &Cluster, req: &Request<'_>) -> Decision
     let Some(object) = req.object else {
         return Decision::default();
     };
-    let mut decision = match (req.operation, req.old_object) {
-        (Operation::Create, _) => mutate::create(policy, cluster, req.namespace, object),
-        (Operation::Update, Some(old)) => {
-            mutate::update(policy, cluster, req.namespace, object, old)
-        }
+    let old = match (req.operation, req.old_object) {
+        (Operation::Create, _) => None,
+        (Operation::Update, Some(old)) => Some(old),
         _ => return Decision::default(),
     };
+    let mut decision = match old {
+        None => mutate::create(policy, cluster, req.namespace, object),
+        Some(old) => mutate::update(policy, cluster, req.namespace, object, old),
+    };
+    if !decision.mutation.is_empty()
+        && !accepted(
+            &decision.mutation,
+            object,
+            old,
+            cluster.service_cidrs.as_ref(),
+        )
+    {
+        decision = Decision::default();
+    }
     report::finish(&mut decision, object, req.namespace);
     decision
+}
+
+/// Whether the model of the API server accepts the patched request on every cluster the snapshot
+/// allows (the one whose ranges are known, else every shape of cluster) where it accepts the request
+/// as sent; and whether it accepts the request as sent anywhere: a request the API server refuses
+/// anyway is not patched, so that its refusal names the client's own fault.
+fn accepted(
+    mutation: &Mutation,
+    object: &Service,
+    old: Option<&Service>,
+    cidrs: Option<&ServiceCidrs>,
+) -> bool {
+    let shapes = match cidrs {
+        Some(c) => vec![c.clone()],
+        None => ServiceCidrs::every_shape(),
+    };
+    let (sent, patched) = (object.spec(), mutation.apply(object.spec()));
+    let stored = |spec: &ServiceSpec, cidrs: &ServiceCidrs| match old {
+        None => apiserver_model::create(spec, cidrs).is_ok(),
+        Some(old) => apiserver_model::update(old.spec(), spec, cidrs).is_ok(),
+    };
+    let mut accepted_somewhere = false;
+    for cidrs in &shapes {
+        if stored(sent, cidrs) {
+            accepted_somewhere = true;
+            if !stored(&patched, cidrs) {
+                return false;
+            }
+        }
+    }
+    accepted_somewhere
 }
 
 /// What `/validate` decides for a review of the final (allocated) object.

@@ -1,6 +1,7 @@
-//! Pinned cluster IPs: the webhook completes `clusterIP`/`clusterIPs` so the API server accepts them
-//! (R1.7, R1.8, R3.1), lets the pinned IPs decide the family order (R3.10), and refuses an IP
-//! outside the service range with the API server's own reason before allocation does (R3.17).
+//! Pinned cluster IPs: the webhook fills the policy and lets the pinned IPs decide the family order
+//! (R3.10); a request the API server refuses anyway (`clusterIPs` without `clusterIP`, R1.8; an IP
+//! outside the service range, R3.17) is not patched and not denied by the webhook: the API server
+//! names the client's own fault.
 
 use serde_json::json;
 
@@ -22,19 +23,20 @@ async fn pinned_cluster_ip_only() {
     assert!(support::in_range(&ips[1], V6_RANGE), "{ips:?}");
 }
 
-/// `clusterIPs` only: without the webhook the API server refuses it (R1.8, "must be empty when
-/// `clusterIP` is not specified"); the webhook sets `clusterIP = clusterIPs[0]`.
+/// `clusterIPs` only: the API server refuses it (R1.8); the webhook leaves it alone, so the refusal
+/// is the API server's own.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
-async fn pinned_cluster_ips_only() {
+async fn pinned_cluster_ips_only_is_the_api_servers_to_refuse() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
     let svc = support::service("ips-only", json!({"clusterIPs": ["fd00:10:96::a1"]}));
-    let (_, families, ip, ips) = stack(&create(&api, &svc).await);
-    assert_eq!(ip.as_deref(), Some("fd00:10:96::a1"));
-    assert_eq!(ips[0], "fd00:10:96::a1");
-    assert_eq!(families, fams(&["IPv6", "IPv4"]));
-    assert!(support::in_range(&ips[1], V4_RANGE), "{ips:?}");
+    let status = create_refused(&api, &svc).await;
+    assert_eq!(status.code, 422, "{status:?}");
+    assert_eq!(
+        status.message,
+        "Service \"ips-only\" is invalid: spec.clusterIPs: Invalid value: [\"fd00:10:96::a1\"]: must be empty when `clusterIP` is not specified"
+    );
 }
 
 /// Both families pinned, IPv6 first: kept as given (R3.10).
@@ -55,14 +57,17 @@ async fn pinned_both_families_ipv6_first() {
     assert_eq!(ips, fams(&pinned));
 }
 
-/// Both families pinned, IPv4 first and only the plural field: order kept, `clusterIP` filled.
+/// Both families pinned, IPv4 first: order kept (R3.10).
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
 async fn pinned_both_families_ipv4_first() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
     let pinned = ["10.96.100.13", "fd00:10:96::a3"];
-    let svc = support::service("both-v4", json!({"clusterIPs": pinned}));
+    let svc = support::service(
+        "both-v4",
+        json!({"clusterIP": pinned[0], "clusterIPs": pinned}),
+    );
     let (policy, families, ip, ips) = stack(&create(&api, &svc).await);
     assert_eq!(policy.as_deref(), Some("PreferDualStack"));
     assert_eq!(families, fams(&["IPv4", "IPv6"]));
@@ -70,20 +75,19 @@ async fn pinned_both_families_ipv4_first() {
     assert_eq!(ips, fams(&pinned));
 }
 
-/// An IP outside `--service-cidrs` (primary or secondary) is denied by /mutate with the API
-/// server's reason and what to do (R3.17), and nothing is stored.
+/// An IP outside the service range (primary or secondary) is refused by the API server with its
+/// own reason (R3.17); the webhook neither patches nor denies it, and nothing is stored.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
-async fn pinned_ip_outside_the_range_is_denied_with_the_webhooks_message() {
+async fn pinned_ip_outside_the_range_is_refused_by_the_api_server() {
     let client = support::client().await;
     let api = support::namespace(&client, "e2e-pinned").await;
     let svc = support::service("outside", json!({"clusterIP": "10.97.0.5"}));
     let status = create_refused(&api, &svc).await;
-    assert_eq!(status.code, 403, "{status:?}");
+    assert_eq!(status.code, 422, "{status:?}");
     for part in [
-        "admission webhook \"mutate.dualstack-webhook.io\" denied the request",
-        "would be refused by the API server",
         "spec.clusterIPs[0]",
+        "failed to allocate IP 10.97.0.5",
         "is not in the valid range",
         V4_RANGE,
     ] {
@@ -93,13 +97,20 @@ async fn pinned_ip_outside_the_range_is_denied_with_the_webhooks_message() {
             status.message
         );
     }
+    assert!(
+        !status.message.contains("admission webhook"),
+        "{}",
+        status.message
+    );
     assert!(api.get_opt("outside").await.unwrap().is_none());
 
+    let pinned = ["10.96.100.14", "fd00:11::1"];
     let svc = support::service(
         "outside-v6",
-        json!({"clusterIPs": ["10.96.100.14", "fd00:11::1"], "ipFamilyPolicy": "RequireDualStack"}),
+        json!({"clusterIP": pinned[0], "clusterIPs": pinned, "ipFamilyPolicy": "RequireDualStack"}),
     );
     let status = create_refused(&api, &svc).await;
+    assert_eq!(status.code, 422, "{status:?}");
     assert!(
         status.message.contains("spec.clusterIPs[1]") && status.message.contains(V6_RANGE),
         "{}",

@@ -1,71 +1,14 @@
-//! `/mutate`: fill in the dual-stack fields the client left unset, and keep UPDATEs safe for running Services.
+//! `/mutate`: fill in the dual-stack fields the client left unset, and keep UPDATEs safe for running
+//! Services. Everything here follows a field the policy asks for; whether the API server accepts
+//! the result is the model's to say (`engine::mutate` asks it before answering).
 
-use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::fmt;
 
 use crate::cluster::{Cluster, ServiceCidrs};
 use crate::domain::policy::Policy;
 use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec, ServiceType};
 
-use super::{Decision, Denial, Mutation, matching_rules};
-
-/// A request the API server would refuse on this cluster, with its field path and reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rejection {
-    /// R3.10: a pinned IP of a family the cluster does not allocate.
-    IpFamilyNotConfigured {
-        /// Index in `clusterIPs`.
-        index: usize,
-        /// The IP.
-        ip: IpAddr,
-    },
-    /// R3.17: a pinned IP outside the service range of its family.
-    NotInRange {
-        /// Index in `clusterIPs`.
-        index: usize,
-        /// The IP.
-        ip: IpAddr,
-        /// The range it must be in.
-        range: String,
-    },
-    /// R3.14: a requested family the cluster does not allocate.
-    FamilyNotConfigured {
-        /// Index in `ipFamilies`.
-        index: usize,
-        /// The family.
-        family: IpFamily,
-    },
-    /// R3.13: RequireDualStack on a single-stack cluster.
-    NotDualStackCluster,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::IpFamilyNotConfigured { index, ip } => write!(
-                f,
-                "spec.clusterIPs[{index}]: Invalid value: \"{ip}\": {} is not configured on this cluster; \
-                 pin an IP of a configured family or leave spec.clusterIPs unset",
-                IpFamily::of(ip)
-            ),
-            Self::NotInRange { index, ip, range } => write!(
-                f,
-                "spec.clusterIPs[{index}]: Invalid value: \"{ip}\": failed to allocate IP {ip}: the provided IP \
-                 ({ip}) is not in the valid range. The range of valid IPs is {range}; pin an IP inside {range} \
-                 or leave it unset"
-            ),
-            Self::FamilyNotConfigured { index, family } => write!(
-                f,
-                "spec.ipFamilies[{index}]: Invalid value: \"{family}\": not configured on this cluster; \
-                 remove {family} from spec.ipFamilies"
-            ),
-            Self::NotDualStackCluster => f.write_str(
-                "spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for \
-                 dual-stack services; set spec.ipFamilyPolicy: PreferDualStack or SingleStack",
-            ),
-        }
-    }
-}
+use super::{Decision, Mutation, matching_rules};
 
 /// The defaults that apply to one Service, with where each came from.
 struct Defaults<'p> {
@@ -78,48 +21,15 @@ struct Defaults<'p> {
 enum Source<'p> {
     PolicyDefaults,
     RuleDefaults(&'p str),
-    /// R3.9: two families or IPs under SingleStack are refused; the client asked for both.
-    PinnedTwo,
-    /// R3.10: the pinned IPs decide the families.
-    FollowingPinnedIps,
 }
 
-impl Source<'_> {
-    /// Appends the text to `out`. Written by hand, like the changes around it: these are built for
-    /// every defaulted Service, and `format!` with `Display` costs twice as much.
-    fn write_to(self, out: &mut String) {
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::PolicyDefaults => out.push_str("policy defaults"),
-            // As `{name:?}` writes it; a plain name (the usual case) needs no per-character work.
-            Self::RuleDefaults(name)
-                if name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-                    && !name.contains(['"', '\\']) =>
-            {
-                out.push_str("defaults of rule \"");
-                out.push_str(name);
-                out.push('"');
-            }
-            Self::RuleDefaults(name) => {
-                // Writing into a String cannot fail.
-                let _ = write!(out, "defaults of rule {name:?}");
-            }
-            Self::PinnedTwo => out.push_str("two families or IPs pinned by the client"),
-            Self::FollowingPinnedIps => out.push_str("following the pinned clusterIPs"),
+            Self::PolicyDefaults => f.write_str("policy defaults"),
+            Self::RuleDefaults(name) => write!(f, "defaults of rule {name:?}"),
         }
     }
-}
-
-/// `{field}={value} ({why}{note})`, one entry of the audit annotation's list of changes.
-fn change(field: &str, value: &str, why: Source<'_>, note: &str) -> String {
-    let mut text = String::with_capacity(96);
-    text.push_str(field);
-    text.push('=');
-    text.push_str(value);
-    text.push_str(" (");
-    why.write_to(&mut text);
-    text.push_str(note);
-    text.push(')');
-    text
 }
 
 /// CREATE (and ExternalName → another type, which the API server allocates like a create, R4.1).
@@ -137,17 +47,19 @@ pub(super) fn create(
         // ExternalName takes no dual-stack fields at all (R1.4); an unknown type is the API server's to refuse.
         return Decision::default();
     }
-    let cidrs = cluster.service_cidrs.as_ref();
-    if let Some(rejection) = cidrs.and_then(|c| preflight(spec, None, c)) {
-        return denied(object, namespace, rejection);
-    }
     let defaults = effective_defaults(policy, cluster, namespace, object);
     let mut decision = Decision::default();
-    fill_unset(spec, &defaults, cidrs, &mut decision);
+    fill_unset(
+        spec,
+        &defaults,
+        cluster.service_cidrs.as_ref(),
+        &mut decision,
+    );
     decision
 }
 
-/// UPDATE: absent means inherit (R0.3); restore what a PUT dropped, upgrade only on explicit opt-in.
+/// UPDATE: absent means inherit (R0.3); restore what a PUT dropped and upgrade only where the
+/// policy asks for it.
 pub(super) fn update(
     policy: &Policy,
     cluster: &Cluster,
@@ -163,16 +75,15 @@ pub(super) fn update(
         (_, Some(ServiceType::ExternalName)) => return create(policy, cluster, namespace, object),
         _ => {}
     }
-    let cidrs = cluster.service_cidrs.as_ref();
-    if let Some(rejection) = cidrs.and_then(|c| preflight(spec, Some(old_spec), c)) {
-        return denied(object, namespace, rejection);
-    }
     if let Some(upgrade) = upgrade_if_opted_in(policy, cluster, namespace, object, old) {
         return upgrade;
     }
     let mut decision = Decision::default();
-    restore_dropped_fields(spec, old_spec, cidrs, &mut decision);
-    warn_type_change_unfreezes(spec, old_spec, cidrs, &mut decision);
+    if policy.restore_dropped_fields {
+        let cidrs = cluster.service_cidrs.as_ref();
+        restore_dropped_fields(spec, old_spec, cidrs, &mut decision);
+        warn_type_change_unfreezes(spec, old_spec, cidrs, &mut decision);
+    }
     decision
 }
 
@@ -301,13 +212,13 @@ fn upgrade_if_opted_in(
         mutation: Mutation {
             ip_family_policy: Some(p),
             ip_families: Some(families),
-            ..Mutation::default()
         },
         ..Decision::default()
     })
 }
 
-/// Fill what the client left unset on CREATE. Each step keeps the object acceptable (R1.7–R1.8, R3.9–R3.16).
+/// Fill what the client left unset on CREATE, from the policy's defaults (R3.6–R3.16 say what the
+/// API server then does with them).
 fn fill_unset(
     spec: &ServiceSpec,
     d: &Defaults<'_>,
@@ -322,56 +233,44 @@ fn fill_unset(
     ) else {
         return;
     };
+    // R3.12 reads the singular field: a headless Service without selector may be dual-stack on any
+    // cluster, and its families are never checked against the cluster's.
+    let selectorless_headless = spec.cluster_ip() == Some("None") && spec.is_selectorless();
     let m = &mut decision.mutation;
     let changes = &mut decision.changes;
-    // R1.8: clusterIPs without clusterIP is refused; R3.1: clusterIP alone means clusterIPs = [clusterIP].
-    match (spec.cluster_ip(), spec.cluster_ips()) {
-        (None, Some(ips)) => {
-            m.cluster_ip = Some(ips[0].clone());
-            changes.push(format!("clusterIP={} from clusterIPs[0]", ips[0]));
-        }
-        (Some(ip), None) => {
-            m.cluster_ips = Some(vec![ip.to_owned()]);
-            changes.push(format!("clusterIPs=[{ip}] from clusterIP"));
-        }
-        _ => {}
-    }
-    // The headless-selectorless case of R3.6/R3.12 reads the singular field, as set by now.
-    let headless = spec.is_headless();
-    let selectorless_headless = headless && spec.is_selectorless();
-    let wants_two = pinned.len() == 2 || client_families.as_ref().is_some_and(|f| f.len() == 2);
-
     let chosen_policy = match (client_policy, &d.policy) {
         (Some(_), _) | (None, None) => None,
-        (None, Some((p, source))) => {
-            let (mut p, mut why) = (*p, *source);
-            if p == IpFamilyPolicy::SingleStack && wants_two {
-                // R3.9 refuses SingleStack with two families or IPs; the client asked for both.
-                p = IpFamilyPolicy::RequireDualStack;
-                why = Source::PinnedTwo;
-            }
-            if p == IpFamilyPolicy::RequireDualStack
-                && cidrs.is_some_and(|c| !c.is_dual())
+        (None, Some((p, why))) => {
+            let single_stack_possible = cidrs.is_none_or(|c| !c.is_dual());
+            let p = if *p == IpFamilyPolicy::RequireDualStack
+                && single_stack_possible
                 && !selectorless_headless
             {
-                // R3.13 refuses RequireDualStack on a single-stack cluster; PreferDualStack is the nearest.
-                p = IpFamilyPolicy::PreferDualStack;
-                changes.push(change(
-                    "ipFamilyPolicy",
-                    p.as_str(),
-                    why,
-                    "; RequireDualStack is refused on this single-stack cluster",
-                ));
+                // R3.13 refuses RequireDualStack on a single-stack cluster; PreferDualStack is the
+                // nearest policy every cluster accepts, and gives two families where there are two.
+                let note = match cidrs {
+                    Some(_) => "RequireDualStack is refused on this single-stack cluster",
+                    None => {
+                        "RequireDualStack is refused on single-stack clusters, and this one is unknown"
+                    }
+                };
+                changes.push(format!("ipFamilyPolicy=PreferDualStack ({why}; {note})"));
+                IpFamilyPolicy::PreferDualStack
             } else {
-                changes.push(change("ipFamilyPolicy", p.as_str(), why, ""));
-            }
+                changes.push(format!("ipFamilyPolicy={p} ({why})"));
+                *p
+            };
             m.ip_family_policy = Some(p);
             Some(p)
         }
     };
-    if client_families.is_some() {
+    // Pinned IPs decide the families and their order (R3.10); the API server infers them itself.
+    if client_families.is_some() || !pinned.is_empty() {
         return;
     }
+    let Some((order, why)) = d.families else {
+        return;
+    };
     // R3.6: what the API server does with no policy.
     let effective = client_policy
         .or(chosen_policy)
@@ -380,119 +279,36 @@ fn fill_unset(
         } else {
             IpFamilyPolicy::SingleStack
         });
-    let families = if !pinned.is_empty() {
-        families_of_pinned(&pinned, effective, cidrs).map(|f| (f, Source::FollowingPinnedIps))
-    } else {
-        d.families.and_then(|(order, source)| {
-            families_from_order(order, effective, cidrs, selectorless_headless).map(|f| (f, source))
-        })
-    };
-    if let Some((families, why)) = families {
-        // R3.9: never two families under SingleStack.
-        if families.len() == 2 && !effective.is_dual() {
-            return;
-        }
-        let mut list = String::with_capacity(11);
-        // Writing into a String cannot fail.
-        let _ = List(&families).write_to(&mut list);
-        changes.push(change("ipFamilies", &list, why, ""));
+    if let Some(families) = families_from_order(order, effective, cidrs, selectorless_headless) {
+        changes.push(format!("ipFamilies={} ({why})", List(&families)));
         m.ip_families = Some(families);
     }
 }
 
-/// R3.10: the pinned IPs decide the families and their order; R3.16 adds the other family for a dual policy.
-fn families_of_pinned(
-    pinned: &[IpAddr],
-    effective: IpFamilyPolicy,
-    cidrs: Option<&ServiceCidrs>,
-) -> Option<Vec<IpFamily>> {
-    let mut families: Vec<IpFamily> = pinned.iter().map(IpFamily::of).collect();
-    if families.len() == 2 && families[0] == families[1] {
-        return None; // R1.14: the API server refuses two IPs of one family
-    }
-    if let Some(c) = cidrs {
-        if families.iter().any(|f| !c.has(*f)) {
-            return None; // refused by preflight (R3.10)
-        }
-        if families.len() == 1 && effective.is_dual() && c.is_dual() {
-            families.push(families[0].other());
-        }
-    }
-    Some(families)
-}
-
-/// The policy's preferred order, cut to what the cluster has (R3.14) and to the effective policy (R3.9).
-/// On an unknown cluster only the primary is set: the API server adds the other where it has it (R3.16).
+/// The policy's preferred order, cut to what the cluster has (R3.14) and to the effective policy
+/// (R3.9, R3.16). On a cluster whose families are unknown nothing is set: the API server picks its
+/// primary family and adds the other where it has it (R3.15, R3.16). Headless Services without
+/// selector are not checked against the cluster's families (R3.12).
 fn families_from_order(
     order: &[IpFamily],
     effective: IpFamilyPolicy,
     cidrs: Option<&ServiceCidrs>,
     selectorless_headless: bool,
 ) -> Option<Vec<IpFamily>> {
-    let usable: Vec<IpFamily> = match cidrs {
-        // R3.12: headless selectorless Services are not checked against the cluster's families.
-        Some(c) if !selectorless_headless => order.iter().copied().filter(|f| c.has(*f)).collect(),
-        _ => order.to_vec(),
+    let (usable, dual): (Vec<IpFamily>, bool) = match cidrs {
+        _ if selectorless_headless => (order.to_vec(), true),
+        Some(c) => (
+            order.iter().copied().filter(|f| c.has(*f)).collect(),
+            c.is_dual(),
+        ),
+        None => return None,
     };
     let primary = *usable.first()?;
-    let both = vec![primary, primary.other()];
-    Some(match (effective.is_dual(), cidrs) {
-        (false, _) | (true, None) => vec![primary],
-        (true, Some(c)) if c.is_dual() || selectorless_headless => both,
-        (true, Some(_)) => vec![primary], // PreferDualStack on a single-stack cluster: one family (R3.16 needs 2 allocators)
+    Some(if effective.is_dual() && dual {
+        vec![primary, primary.other()]
+    } else {
+        vec![primary]
     })
-}
-
-/// The API server's refusals that the cluster snapshot lets us name first (R3.10, R3.13, R3.14, R3.17).
-/// On UPDATE only what the client newly pinned is checked: stored values were accepted before.
-fn preflight(
-    spec: &ServiceSpec,
-    old: Option<&ServiceSpec>,
-    cidrs: &ServiceCidrs,
-) -> Option<Rejection> {
-    let old_ips = old.and_then(|o| o.pinned_ips().ok()).unwrap_or_default();
-    // On UPDATE an empty clusterIP is the stored one (R3.3); R3.12 reads the singular field.
-    let cluster_ip = spec.cluster_ip().or(old.and_then(ServiceSpec::cluster_ip));
-    let selectorless_headless = cluster_ip == Some("None") && spec.is_selectorless();
-    if let Ok(pinned) = spec.pinned_ips() {
-        for (index, ip) in pinned.iter().enumerate() {
-            if old_ips.contains(ip) {
-                continue;
-            }
-            if !cidrs.has(IpFamily::of(ip)) {
-                return Some(Rejection::IpFamilyNotConfigured { index, ip: *ip });
-            }
-            if !cidrs.contains(ip) {
-                let range = cidrs.ranges_of(IpFamily::of(ip));
-                return Some(Rejection::NotInRange {
-                    index,
-                    ip: *ip,
-                    range,
-                });
-            }
-        }
-    }
-    if selectorless_headless {
-        return None; // R3.12: exempt from R3.13 and R3.14
-    }
-    let old_policy = old.and_then(|o| o.ip_family_policy().ok().flatten());
-    if let Ok(Some(IpFamilyPolicy::RequireDualStack)) = spec.ip_family_policy()
-        && !cidrs.is_dual()
-        && old_policy != Some(IpFamilyPolicy::RequireDualStack)
-    {
-        return Some(Rejection::NotDualStackCluster);
-    }
-    let old_families = old
-        .and_then(|o| o.ip_families().ok().flatten())
-        .unwrap_or_default();
-    if let Ok(Some(families)) = spec.ip_families() {
-        for (index, family) in families.into_iter().enumerate() {
-            if !cidrs.has(family) && !old_families.contains(&family) {
-                return Some(Rejection::FamilyNotConfigured { index, family });
-            }
-        }
-    }
-    None
 }
 
 /// `spec.defaults`, overridden field by field by the first matching rule that has defaults.
@@ -527,57 +343,12 @@ fn effective_defaults<'p>(
     }
 }
 
-fn denied(object: &Service, namespace: &str, rejection: Rejection) -> Decision {
-    Decision {
-        denial: Some((object.display_name(namespace), Denial::ApiServer(rejection))),
-        ..Decision::default()
-    }
-}
-
 /// `[IPv6,IPv4]`.
 pub(super) struct List<'a>(pub(super) &'a [IpFamily]);
 
-impl List<'_> {
-    /// Into a `Formatter` for `Display`, or straight into a `String` where `format!`'s machinery
-    /// would cost more than the text.
-    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
-        out.write_str("[")?;
-        for (i, family) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.write_str(",")?;
-            }
-            out.write_str(family.as_str())?;
-        }
-        out.write_str("]")
-    }
-}
-
 impl fmt::Display for List<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write_to(f)
-    }
-}
-
-#[cfg(test)]
-mod source_tests {
-    use super::Source;
-
-    /// The fast form of a rule's name is exactly what `{:?}` writes.
-    #[test]
-    fn rule_names_are_quoted_as_debug_quotes_them() {
-        for name in [
-            "lb",
-            "public lb-2",
-            "a\"b",
-            "back\\slash",
-            "tab\there",
-            "é",
-            "",
-            "new\nline",
-        ] {
-            let mut text = String::new();
-            Source::RuleDefaults(name).write_to(&mut text);
-            assert_eq!(text, format!("defaults of rule {name:?}"));
-        }
+        let names: Vec<&str> = self.0.iter().map(|family| family.as_str()).collect();
+        write!(f, "[{}]", names.join(","))
     }
 }

@@ -33,7 +33,7 @@ pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str)
         *w = truncate_warning(w);
     }
     if !denied.is_empty() && decision.denial.is_none() {
-        decision.denial = Some((object.display_name(namespace), Denial::Rules(denied)));
+        decision.denial = Some((object.display_name(namespace), Denial(denied)));
     }
     if !decision.changes.is_empty() {
         let changes = decision.changes.join("; ");
@@ -61,31 +61,22 @@ pub struct DenialMessage<'a> {
 
 impl fmt::Display for DenialMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.denial {
-            Denial::Rules(findings) => {
-                write!(
-                    f,
-                    "Service {:?} violates the dual-stack policy: ",
-                    self.name
-                )?;
-                let mut previous: Option<&str> = None;
-                for finding in findings {
-                    if previous == Some(finding.rule.as_str()) {
-                        write!(f, "; {}", finding.violation)?;
-                    } else {
-                        let sep = if previous.is_some() { "; " } else { "" };
-                        write!(f, "{sep}rule {:?}: {}", finding.rule, finding.violation)?;
-                    }
-                    previous = Some(&finding.rule);
-                }
-                Ok(())
+        write!(
+            f,
+            "Service {:?} violates the dual-stack policy: ",
+            self.name
+        )?;
+        let mut previous: Option<&str> = None;
+        for finding in &self.denial.0 {
+            if previous == Some(finding.rule.as_str()) {
+                write!(f, "; {}", finding.violation)?;
+            } else {
+                let sep = if previous.is_some() { "; " } else { "" };
+                write!(f, "{sep}rule {:?}: {}", finding.rule, finding.violation)?;
             }
-            Denial::ApiServer(rejection) => write!(
-                f,
-                "Service {:?} would be refused by the API server: {rejection}",
-                self.name
-            ),
+            previous = Some(&finding.rule);
         }
+        Ok(())
     }
 }
 

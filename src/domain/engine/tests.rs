@@ -42,18 +42,37 @@ fn m(policy: Option<IpFamilyPolicy>, families: Option<&[IpFamily]>) -> Mutation 
     Mutation {
         ip_family_policy: policy,
         ip_families: families.map(<[_]>::to_vec),
-        ..Mutation::default()
     }
 }
 
+/// What an empty policy asks for: nothing, in every mode and for every kind of request (the
+/// contract: allowed, no patch, no warning, no annotation).
 #[test]
 fn empty_policy_changes_nothing() {
     let p = policy("");
-    for c in ["v4", "v4v6", "unknown"] {
-        let d = create(&p, c, spec());
-        assert!(
-            d.mutation.is_empty() && d.allowed() && d.audit.is_empty() && d.warnings.is_empty()
-        );
+    let requests = [
+        spec(),
+        spec().headless(),
+        spec().headless().selectorless(),
+        spec().ips(&["10.96.0.10"]),
+        spec().ip("10.96.0.10"),
+        spec().ip("10.200.0.1"),
+        spec().policy("RequireDualStack"),
+        spec().families(&["IPv6"]),
+    ];
+    for c in ["v4", "v6", "v4v6", "v6v4", "unknown"] {
+        for s in &requests {
+            assert_eq!(create(&p, c, s.clone()), Decision::default(), "{c} {s:?}");
+        }
+        if c == "unknown" {
+            continue;
+        }
+        let old = stored(c, spec().policy("PreferDualStack"));
+        let put = old.clone().with(|s| {
+            s.ip_families = None;
+            s.ip_family_policy = None;
+        });
+        assert_eq!(update(&p, c, old, put), Decision::default(), "{c} PUT");
     }
 }
 
@@ -67,8 +86,9 @@ fn defaults_follow_the_cluster() {
         // Single-stack cluster: only the family it has (R3.14), one family (R3.16 needs two allocators).
         ("v4", m(Some(PreferDualStack), Some(&[IPv4]))),
         ("v6", m(Some(PreferDualStack), Some(&[IPv6]))),
-        // Unknown cluster: only the primary; the API server adds the other where it has it (R3.16).
-        ("unknown", m(Some(PreferDualStack), Some(&[IPv6]))),
+        // Unknown cluster: no families (IPv6 would be refused on an IPv4-only cluster, R3.14); the
+        // API server picks its primary and adds the other where it has it (R3.15, R3.16).
+        ("unknown", m(Some(PreferDualStack), None)),
     ];
     for (c, want) in cases {
         let d = create(&p, c, spec());
@@ -79,7 +99,7 @@ fn defaults_follow_the_cluster() {
 }
 
 #[test]
-fn require_dual_stack_default_is_softened_on_single_stack_clusters_r3_13() {
+fn require_dual_stack_default_is_softened_where_a_cluster_may_be_single_stack_r3_13() {
     let p = policy("defaults: {ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]}\n");
     assert_eq!(
         create(&p, "v4v6", spec()).mutation,
@@ -87,20 +107,25 @@ fn require_dual_stack_default_is_softened_on_single_stack_clusters_r3_13() {
     );
     let d = create(&p, "v4", spec());
     assert_eq!(d.mutation, m(Some(PreferDualStack), Some(&[IPv4])));
-    assert!(
-        d.changes[0].contains("refused on this single-stack cluster"),
-        "{:?}",
-        d.changes
+    assert_eq!(
+        d.changes[0],
+        "ipFamilyPolicy=PreferDualStack (policy defaults; RequireDualStack is refused on this single-stack cluster)"
+    );
+    let d = create(&p, "unknown", spec());
+    assert_eq!(d.mutation, m(Some(PreferDualStack), None));
+    assert_eq!(
+        d.changes[0],
+        "ipFamilyPolicy=PreferDualStack (policy defaults; RequireDualStack is refused on single-stack clusters, and this one is unknown)"
     );
     // R3.12: headless selectorless Services may be RequireDualStack anywhere, families unchecked.
-    let d = create(&p, "v4", spec().headless().selectorless());
-    assert_eq!(d.mutation.ip_family_policy, Some(RequireDualStack));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv4, IPv6]));
-    assert_eq!(
-        d.mutation.cluster_ips,
-        strings(&["None"]),
-        "R3.1: clusterIPs follows clusterIP"
-    );
+    for c in ["v4", "unknown"] {
+        let d = create(&p, c, spec().headless().selectorless());
+        assert_eq!(
+            d.mutation,
+            m(Some(RequireDualStack), Some(&[IPv4, IPv6])),
+            "{c}"
+        );
+    }
 }
 
 #[test]
@@ -120,45 +145,56 @@ fn client_values_are_never_overridden() {
     );
 }
 
+/// A request the API server refuses anyway gets no patch, so that its refusal names the client's
+/// own fault: two families under a SingleStack default (R3.9), clusterIPs without clusterIP (R1.8),
+/// three IPs (R1.13), a pinned IP outside the range (R3.17) or of a family the cluster lacks (R3.10).
 #[test]
-fn two_pinned_families_never_get_single_stack_r3_9() {
-    let p = policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv4]}\n");
-    let d = create(&p, "v4v6", spec().families(&["IPv6", "IPv4"]));
-    assert_eq!(d.mutation, m(Some(RequireDualStack), None));
-    let d = create(
-        &p,
-        "v4v6",
-        spec()
-            .ip("fd00:10:96::10")
-            .ips(&["fd00:10:96::10", "10.96.0.10"]),
-    );
-    assert_eq!(d.mutation.ip_family_policy, Some(RequireDualStack));
+fn requests_refused_anyway_are_not_patched() {
+    let single = policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv4]}\n");
     assert_eq!(
-        d.mutation.ip_families,
-        Some(vec![IPv6, IPv4]),
-        "R3.10: IP order decides"
+        create(&single, "v4v6", spec().families(&["IPv6", "IPv4"])),
+        Decision::default(),
+        "R3.9"
     );
+    let p = policy(PREFER_V6);
+    let refused = [
+        (
+            "v4v6",
+            spec().ips(&["10.96.0.10", "fd00:10:96::10"]),
+            "R1.8",
+        ),
+        (
+            "v4v6",
+            spec()
+                .ip("10.96.0.10")
+                .ips(&["10.96.0.10", "fd00:10:96::10", "10.96.0.11"]),
+            "R1.13",
+        ),
+        ("v4v6", spec().ip("10.97.0.1"), "R3.17"),
+        ("v4", spec().ip("fd00:10:96::1"), "R3.10"),
+        ("v4", spec().policy("RequireDualStack"), "R3.13"),
+        ("v4", spec().families(&["IPv6"]), "R3.14"),
+    ];
+    for (c, s, rule) in refused {
+        assert_eq!(create(&p, c, s), Decision::default(), "{rule}");
+    }
 }
 
 #[test]
-fn pinned_ips_decide_family_order_r3_10() {
+fn pinned_ips_decide_the_families_r3_10() {
     let p = policy(PREFER_V6);
-    // clusterIP only: clusterIPs follows (R3.1), families follow the IP, then the other (R3.16).
-    let d = create(&p, "v4v6", spec().ip("10.96.0.10"));
-    assert_eq!(d.mutation.cluster_ips, strings(&["10.96.0.10"]));
-    assert_eq!(d.mutation.cluster_ip, None);
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv4, IPv6]));
-    // clusterIPs only: clusterIP = clusterIPs[0] (R1.8).
-    let d = create(&p, "v4v6", spec().ips(&["10.96.0.10", "fd00:10:96::10"]));
-    assert_eq!(d.mutation.cluster_ip.as_deref(), Some("10.96.0.10"));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv4, IPv6]));
-    // Unknown cluster: only what the IPs say.
-    let d = create(&p, "unknown", spec().ip("10.96.0.10"));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv4]));
-    // Single-stack default with one pinned IP: one family.
-    let single = policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv6]}\n");
-    let d = create(&single, "v4v6", spec().ip("10.96.0.10"));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv4]));
+    // The policy is filled; the families are the API server's to infer from the IPs.
+    for c in ["v4v6", "unknown"] {
+        let d = create(&p, c, spec().ip("10.96.0.10"));
+        assert_eq!(d.mutation, m(Some(PreferDualStack), None), "{c}");
+        let two = spec()
+            .ip("10.96.0.10")
+            .ips(&["10.96.0.10", "fd00:10:96::10"]);
+        let two_with_policy = two.clone().policy("PreferDualStack");
+        assert!(create(&p, c, two_with_policy).mutation.is_empty(), "{c}");
+        // Two IPs without a policy are refused anyway (R3.9): not patched.
+        assert_eq!(create(&p, c, two), Decision::default(), "{c}");
+    }
 }
 
 #[test]
@@ -173,30 +209,14 @@ fn external_name_is_never_touched_r1_4() {
 #[test]
 fn invalid_client_values_are_left_to_the_api_server() {
     let p = policy(PREFER_V6);
-    assert!(
-        create(&p, "v4v6", spec().families(&["IPv5"]))
-            .mutation
-            .is_empty(),
-        "R1.9"
-    );
-    assert!(
-        create(&p, "v4v6", spec().policy("DualStack"))
-            .mutation
-            .is_empty(),
-        "R1.11"
-    );
-    assert!(
-        create(&p, "v4v6", spec().ip("not-an-ip"))
-            .mutation
-            .is_empty(),
-        "R1.12"
-    );
-    assert!(
-        create(&p, "v4v6", spec().type_("Weird"))
-            .mutation
-            .is_empty(),
-        "R1.18"
-    );
+    for (s, rule) in [
+        (spec().families(&["IPv5"]), "R1.9"),
+        (spec().policy("DualStack"), "R1.11"),
+        (spec().ip("not-an-ip"), "R1.12"),
+        (spec().type_("Weird"), "R1.18"),
+    ] {
+        assert_eq!(create(&p, "v4v6", s), Decision::default(), "{rule}");
+    }
 }
 
 #[test]
@@ -225,76 +245,10 @@ fn rule_defaults_override_field_by_field() {
 fn headless_services_get_families_per_policy() {
     let p = policy(PREFER_V6);
     let d = create(&p, "v4v6", spec().headless());
-    assert_eq!(d.mutation.cluster_ips, strings(&["None"]));
-    assert_eq!(d.mutation.ip_families, Some(vec![IPv6, IPv4]));
-    assert_eq!(d.mutation.ip_family_policy, Some(PreferDualStack));
-}
-
-#[test]
-fn the_api_servers_refusals_are_named_first() {
-    let p = policy("");
-    let denial = |c: &str, s: ServiceSpec| match create(&p, c, s).denial {
-        Some((name, Denial::ApiServer(r))) => {
-            assert_eq!(name, "apps/web");
-            r
-        }
-        other => panic!("expected an API server rejection, got {other:?}"),
-    };
-    assert!(
-        matches!(
-            denial("v4v6", spec().ip("10.97.0.1")),
-            Rejection::NotInRange { index: 0, .. }
-        ),
-        "R3.17"
-    );
-    assert!(
-        matches!(
-            denial("v4v6", spec().ip("10.96.0.0")),
-            Rejection::NotInRange { .. }
-        ),
-        "network address"
-    );
-    assert!(
-        matches!(
-            denial("v4", spec().ip("fd00:10:96::1")),
-            Rejection::IpFamilyNotConfigured { .. }
-        ),
-        "R3.10"
-    );
-    assert_eq!(
-        denial("v4", spec().policy("RequireDualStack")),
-        Rejection::NotDualStackCluster,
-        "R3.13"
-    );
-    assert_eq!(
-        denial("v4", spec().families(&["IPv6"])),
-        Rejection::FamilyNotConfigured {
-            index: 0,
-            family: IPv6
-        },
-        "R3.14"
-    );
-    // R3.12 exempts headless selectorless Services from R3.13/R3.14.
-    assert!(
-        create(
-            &p,
-            "v4",
-            spec().headless().selectorless().policy("RequireDualStack")
-        )
-        .allowed()
-    );
-    // No cluster knowledge: no assumptions.
-    assert!(create(&p, "unknown", spec().ip("192.168.0.1")).allowed());
-    let msg = Rejection::NotInRange {
-        index: 0,
-        ip: "10.97.0.1".parse().unwrap(),
-        range: "10.96.0.0/16".into(),
-    }
-    .to_string();
-    assert!(
-        msg.contains("failed to allocate IP 10.97.0.1") && msg.contains("10.96.0.0/16"),
-        "{msg}"
-    );
+    assert_eq!(d.mutation, m(Some(PreferDualStack), Some(&[IPv6, IPv4])));
+    // With a selector, the families are checked against the cluster's (R3.14): none where unknown.
+    let d = create(&p, "unknown", spec().headless());
+    assert_eq!(d.mutation, m(Some(PreferDualStack), None));
 }
 
 // === UPDATE ===
@@ -304,9 +258,11 @@ fn stored(cluster_name: &str, s: ServiceSpec) -> ServiceSpec {
     crate::domain::apiserver_model::create(&s, &cidrs).unwrap()
 }
 
+const RESTORE: &str = "restoreDroppedFields: true\n";
+
 #[test]
-fn update_restores_what_a_put_dropped_section_6() {
-    let p = policy(PREFER_V6);
+fn update_restores_what_a_put_dropped_when_asked_section_6() {
+    let p = policy(&format!("{PREFER_V6}{RESTORE}"));
     let old = stored("v4", spec().policy("PreferDualStack"));
     let put = old.clone().with(|s| {
         s.ip_families = None;
@@ -314,11 +270,21 @@ fn update_restores_what_a_put_dropped_section_6() {
         s.cluster_ips = None;
         s.cluster_ip = None;
     });
-    let d = update(&p, "v4v6", old.clone(), put);
+    let d = update(&p, "v4v6", old.clone(), put.clone());
     assert_eq!(d.mutation, m(Some(PreferDualStack), Some(&[IPv4])));
     assert!(d.audit["mutation"].contains("restored"));
     // kubectl label / apply: the stored fields come back unchanged: nothing to do.
-    assert!(update(&p, "v4v6", old.clone(), old).mutation.is_empty());
+    assert!(
+        update(&p, "v4v6", old.clone(), old.clone())
+            .mutation
+            .is_empty()
+    );
+    // Without `restoreDroppedFields` the PUT goes through as sent.
+    assert!(
+        update(&policy(PREFER_V6), "v4v6", old, put)
+            .mutation
+            .is_empty()
+    );
 }
 
 #[test]
@@ -384,32 +350,17 @@ fn type_changes_r4() {
 }
 
 #[test]
-fn update_checks_only_newly_pinned_ips() {
-    let p = policy("");
-    let old = stored("v4v6", spec().policy("PreferDualStack"));
-    assert!(update(&p, "v4v6", old.clone(), old.clone()).allowed());
-    // An IP now outside a (shrunk) range but already stored is not ours to refuse.
-    assert!(
-        update(
-            &p,
-            "v4v6",
-            old.clone()
-                .with(|s| s.cluster_ip = Some("10.96.0.1".into())),
-            old.clone()
-        )
-        .allowed()
-    );
+fn updates_the_api_server_refuses_anyway_are_not_patched() {
+    let p = policy(&format!("{PREFER_V6}{RESTORE}"));
     let single = stored("v4v6", spec());
     let ip0 = single.cluster_ips.clone().unwrap()[0].clone();
+    // A secondary IP outside the range (R3.17), with the policy dropped: not restored, not denied.
     let upgrade = single
         .clone()
-        .policy("RequireDualStack")
         .ips(&[&ip0, "fd00:99::1"])
-        .families(&["IPv4", "IPv6"]);
-    assert!(matches!(
-        update(&p, "v4v6", single, upgrade).denial,
-        Some((_, Denial::ApiServer(Rejection::NotInRange { index: 1, .. })))
-    ));
+        .families(&["IPv4", "IPv6"])
+        .with(|s| s.ip_family_policy = None);
+    assert_eq!(update(&p, "v4v6", single, upgrade), Decision::default());
 }
 
 // === /validate ===
@@ -449,7 +400,7 @@ const RULES: &str = r#"rules:
 fn deny_warn_audit() {
     let p = policy(RULES);
     let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec()));
-    let Some((name, Denial::Rules(findings))) = &d.denial else {
+    let Some((name, Denial(findings))) = &d.denial else {
         panic!("denied expected: {d:?}")
     };
     assert_eq!(name, "prod-a/web");
@@ -564,7 +515,7 @@ fn dual_stack_false_means_single_stack() {
         stored("v4v6", spec().policy("PreferDualStack")),
     );
     assert!(
-        matches!(&d.denial, Some((_, Denial::Rules(f))) if f[0].violation == Violation::NotSingleStack)
+        matches!(&d.denial, Some((_, Denial(f))) if f[0].violation == Violation::NotSingleStack)
     );
     assert!(judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())).allowed());
 }
@@ -614,7 +565,14 @@ fn namespace_selector_sees_the_automatic_name_label() {
 
 #[test]
 fn a_type_change_that_unfreezes_prefer_dual_stack_is_said_r3_5() {
-    let p = policy("");
+    // Said as part of the update protection the policy asks for; an empty policy says nothing.
+    let old = stored("v4", spec().policy("PreferDualStack"));
+    let unfreeze = old.clone().type_("LoadBalancer");
+    assert_eq!(
+        update(&policy(""), "v4v6", old.clone(), unfreeze),
+        Decision::default()
+    );
+    let p = policy(RESTORE);
     let old = stored("v4", spec().policy("PreferDualStack"));
     let d = update(&p, "v4v6", old.clone(), old.clone().type_("LoadBalancer"));
     assert!(d.warnings[0].contains("add IPv6"), "{:?}", d.warnings);
