@@ -11,9 +11,9 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 
 use dualstack_webhook::admission;
+use dualstack_webhook::admission::Endpoint;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
 use dualstack_webhook::domain::policy::Policy;
-use dualstack_webhook::metrics::Endpoint;
 
 const POLICY: &str = include_str!("../manifests/policy.yaml");
 
@@ -33,7 +33,7 @@ fn review(c: &mut Criterion) {
     let mut group = c.benchmark_group("review/mutate");
     for (name, body) in REVIEWS {
         // Every body must be answered with a patch, or the benchmark measures the wrong path.
-        let answer = admission::review(Endpoint::mutate, body, &policy, &cluster)
+        let answer = admission::review(Endpoint::Mutate, body, &policy, &cluster)
             .expect("the review is answered");
         assert!(
             answer.body.windows(9).any(|w| w == b"JSONPatch"),
@@ -41,7 +41,7 @@ fn review(c: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), body, |b, body| {
-            b.iter(|| admission::review(Endpoint::mutate, black_box(body), &policy, &cluster));
+            b.iter(|| admission::review(Endpoint::Mutate, black_box(body), &policy, &cluster));
         });
     }
     group.finish();

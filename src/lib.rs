@@ -2,22 +2,26 @@
 //!
 //! # Layout
 //! ```text
-//! main ─▶ cli ─▶ config, telemetry, shutdown, reload, tls, server, admin, metrics
-//!            └─▶ routes ─▶ admission ─▶ engine ─▶ {policy, cluster, service}
-//!                                    └─▶ patch, json_text
-//!        check ─▶ engine, apiserver (a model of kube-apiserver's dual-stack rules)
+//! main ─▶ commands ─┬─▶ serve ─▶ server::{https, tls, routes, admin}, cluster::watch, policy_file,
+//!                   │            metrics, telemetry, shutdown
+//!                   ├─▶ review, check, audit ─▶ admission / domain
+//!                   └─▶ certs
+//! server::routes ─▶ admission ─▶ domain::{engine ─▶ policy, apiserver_model, patch, service}
 //! ```
-//! - [`engine`], [`policy`], [`patch`] and [`apiserver`] are pure: no I/O, no async, no clock, no logging.
-//! - [`admission`] owns the AdmissionReview wire format.
-//! - [`server`] and [`tls`] are thin: an accept loop and a reloading certificate resolver.
+//! - [`admission`]: the AdmissionReview wire format (kube's admission types).
+//! - [`domain`]: the pure core (service view, policy, engine, the model of kube-apiserver, patch):
+//!   no I/O, no async, no clock, no logging.
+//! - [`cluster`]: the snapshot of the cluster the engine reads; [`cluster::watch`] keeps it current.
+//! - [`server`]: the HTTPS and admin listeners; [`policy_file`] reads and reloads the policy.
+//! - [`commands`]: the subcommands; [`config`] their flags.
+//!
+//! `docs/architecture.md` says where each thing lives.
 
 pub mod admission;
 pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod domain;
-pub mod json_skip;
-pub mod json_text;
 pub mod metrics;
 pub mod policy_file;
 pub mod server;

@@ -1,32 +1,33 @@
 //! Prometheus metrics: typed families registered on a caller-owned registry (no globals).
 
-use std::sync::{Arc, OnceLock};
-
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Which admission endpoint answered.
+use crate::admission::{Endpoint, Outcome};
+use kube::core::admission::Operation;
+
+/// The `endpoint` label.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are lower case on the wire
-pub enum Endpoint {
+pub enum EndpointLabel {
     /// `POST /mutate`
     mutate,
     /// `POST /validate`
     validate,
 }
 
-/// What the webhook did with a review.
+/// The `outcome` label: what the webhook did with a review.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum Outcome {
+pub enum OutcomeLabel {
     /// Allowed, nothing changed or flagged.
     allowed,
     /// Allowed with a JSON patch.
     patched,
-    /// Allowed with warnings or audit findings.
+    /// Allowed with warnings.
     warned,
     /// Denied.
     denied,
@@ -34,7 +35,7 @@ pub enum Outcome {
     invalid,
 }
 
-/// The `operation` label: the request's operation, bounded to known values.
+/// The `operation` label: the request's operation, or `unknown` for a body that was not read.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(clippy::upper_case_acronyms)] // label values are the API's operation names
 pub enum OperationLabel {
@@ -49,66 +50,46 @@ pub enum OperationLabel {
     /// The body was not an AdmissionReview.
     #[allow(non_camel_case_types)]
     unknown,
-    /// Anything else a client sent (so a hostile client cannot grow the series without bound).
-    #[allow(non_camel_case_types)]
-    other,
 }
 
-/// Labels of `dualstack_webhook_reviews_total`. `Copy`, so counting a review allocates nothing.
+/// Labels of `dualstack_webhook_reviews_total`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
     /// The endpoint.
-    pub endpoint: Endpoint,
+    pub endpoint: EndpointLabel,
     /// `CREATE`, `UPDATE`, ... or `unknown` for unreadable bodies.
     pub operation: OperationLabel,
     /// What the webhook answered.
-    pub outcome: Outcome,
+    pub outcome: OutcomeLabel,
 }
 
-impl ReviewLabels {
-    /// How many label sets there are: endpoints × operations × outcomes.
-    const COUNT: usize = Endpoint::COUNT * OperationLabel::COUNT * Outcome::COUNT;
-
-    /// This label set's place among the [`Self::COUNT`].
-    fn index(self) -> usize {
-        (self.endpoint.index() * OperationLabel::COUNT + self.operation.index()) * Outcome::COUNT
-            + self.outcome.index()
+impl From<Endpoint> for EndpointLabel {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Mutate => Self::mutate,
+            Endpoint::Validate => Self::validate,
+        }
     }
 }
 
-/// `COUNT` and `index` (the place in declaration order) of a label enum, for
-/// [`ReviewLabels::index`]. The list must name every value: the match is exhaustive, and a repeated
-/// value is an unreachable pattern.
-macro_rules! label_places {
-    ($label:ty: $($value:ident),+) => {
-        impl $label {
-            const COUNT: usize = [$(Self::$value),+].len();
-
-            fn index(self) -> usize {
-                match self {
-                    $(Self::$value)|+ => self as usize,
-                }
-            }
+impl From<Outcome> for OutcomeLabel {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Allowed => Self::allowed,
+            Outcome::Patched => Self::patched,
+            Outcome::Warned => Self::warned,
+            Outcome::Denied => Self::denied,
         }
-    };
+    }
 }
 
-label_places!(Endpoint: mutate, validate);
-label_places!(OperationLabel: CREATE, UPDATE, DELETE, CONNECT, unknown, other);
-label_places!(Outcome: allowed, patched, warned, denied, invalid);
-
-/// The handles of the review series in use, by [`ReviewLabels::index`] and by endpoint.
-#[derive(Debug)]
-struct ReviewSeries {
-    counts: [OnceLock<Counter>; ReviewLabels::COUNT],
-    durations: [OnceLock<Histogram>; Endpoint::COUNT],
-}
-
-impl Default for ReviewSeries {
-    fn default() -> Self {
-        Self {
-            counts: std::array::from_fn(|_| OnceLock::new()),
-            durations: std::array::from_fn(|_| OnceLock::new()),
+impl From<&Operation> for OperationLabel {
+    fn from(operation: &Operation) -> Self {
+        match operation {
+            Operation::Create => Self::CREATE,
+            Operation::Update => Self::UPDATE,
+            Operation::Delete => Self::DELETE,
+            Operation::Connect => Self::CONNECT,
         }
     }
 }
@@ -117,7 +98,7 @@ impl Default for ReviewSeries {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     /// The endpoint.
-    pub endpoint: Endpoint,
+    pub endpoint: EndpointLabel,
 }
 
 /// Labels of the reload counters.
@@ -169,10 +150,6 @@ pub struct WatchLabels {
 pub struct Metrics {
     reviews: Family<ReviewLabels, Counter>,
     review_duration: Family<EndpointLabels, Histogram>,
-    /// Every review updates one series of each of the two families above. Their handles are kept
-    /// here once a label set is first used: a family's lookup (a lock, hashing the labels) cost
-    /// more than the increment. A series still appears in `/metrics` only once it has been used.
-    review_series: Arc<ReviewSeries>,
     policy_reloads: Family<ReloadLabels, Counter>,
     certificate_reloads: Family<ReloadLabels, Counter>,
     tls_handshake_failures: Counter,
@@ -228,7 +205,6 @@ impl Metrics {
             watch_errors,
             reviews,
             review_duration,
-            review_series: Arc::default(),
             policy_reloads,
             certificate_reloads,
             tls_handshake_failures,
@@ -236,33 +212,33 @@ impl Metrics {
     }
 
     /// Counts one answered review and records how long it took.
-    pub fn review(&self, endpoint: Endpoint, operation: &str, outcome: Outcome, seconds: f64) {
-        // The operation comes from the request: only known values become label values, so a
-        // hostile client cannot grow the series without bound.
-        let operation = match operation {
-            "CREATE" => OperationLabel::CREATE,
-            "UPDATE" => OperationLabel::UPDATE,
-            "DELETE" => OperationLabel::DELETE,
-            "CONNECT" => OperationLabel::CONNECT,
-            "unknown" => OperationLabel::unknown,
-            _ => OperationLabel::other,
-        };
+    pub fn review(
+        &self,
+        endpoint: Endpoint,
+        operation: &Operation,
+        outcome: Outcome,
+        seconds: f64,
+    ) {
+        let endpoint = EndpointLabel::from(endpoint);
         let labels = ReviewLabels {
             endpoint,
-            operation,
-            outcome,
+            operation: operation.into(),
+            outcome: outcome.into(),
         };
-        let series = &self.review_series;
-        series.counts[labels.index()]
-            .get_or_init(|| self.reviews.get_or_create(&labels).clone())
-            .inc();
-        series.durations[endpoint.index()]
-            .get_or_init(|| {
-                (self.review_duration)
-                    .get_or_create(&EndpointLabels { endpoint })
-                    .clone()
-            })
+        self.reviews.get_or_create(&labels).inc();
+        self.review_duration
+            .get_or_create(&EndpointLabels { endpoint })
             .observe(seconds);
+    }
+
+    /// Counts a request that was not an AdmissionReview (answered 4xx or 503, not timed).
+    pub fn invalid(&self, endpoint: Endpoint) {
+        let labels = ReviewLabels {
+            endpoint: endpoint.into(),
+            operation: OperationLabel::unknown,
+            outcome: OutcomeLabel::invalid,
+        };
+        self.reviews.get_or_create(&labels).inc();
     }
 
     /// Counts a policy reload attempt.
@@ -305,83 +281,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn operation_label_values_are_the_wire_names() {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
-        for op in ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown", "PATCH"] {
-            metrics.review(Endpoint::validate, op, Outcome::allowed, 0.001);
-        }
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        for op in ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown", "other"] {
-            let line = format!(
-                r#"dualstack_webhook_reviews_total{{endpoint="validate",operation="{op}",outcome="allowed"}} 1"#
-            );
-            assert!(text.contains(&line), "{line} not in {text}");
-        }
-        assert!(!text.contains("PATCH"));
-    }
-
-    #[test]
-    fn every_review_label_set_has_its_own_series() {
-        use std::collections::HashSet;
-        let endpoints = [Endpoint::mutate, Endpoint::validate];
-        let operations = [
-            OperationLabel::CREATE,
-            OperationLabel::UPDATE,
-            OperationLabel::DELETE,
-            OperationLabel::CONNECT,
-            OperationLabel::unknown,
-            OperationLabel::other,
-        ];
-        let outcomes = [
-            Outcome::allowed,
-            Outcome::patched,
-            Outcome::warned,
-            Outcome::denied,
-            Outcome::invalid,
-        ];
-        let mut seen = HashSet::new();
-        for endpoint in endpoints {
-            for operation in operations {
-                for outcome in outcomes {
-                    let labels = ReviewLabels {
-                        endpoint,
-                        operation,
-                        outcome,
-                    };
-                    assert!(labels.index() < ReviewLabels::COUNT, "{labels:?}");
-                    assert!(seen.insert(labels.index()), "{labels:?} shares a series");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn cached_series_count_into_the_registry() {
+    fn reviews_count_by_endpoint_operation_and_outcome() {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         for _ in 0..3 {
-            metrics.review(Endpoint::mutate, "CREATE", Outcome::patched, 0.001);
+            metrics.review(
+                Endpoint::Mutate,
+                &Operation::Create,
+                Outcome::Patched,
+                0.001,
+            );
         }
-        metrics.review(Endpoint::mutate, "CREATE", Outcome::denied, 0.001);
-        metrics.review(Endpoint::validate, "UPDATE", Outcome::patched, 0.001);
+        metrics.review(Endpoint::Mutate, &Operation::Create, Outcome::Denied, 0.001);
+        metrics.review(
+            Endpoint::Validate,
+            &Operation::Update,
+            Outcome::Allowed,
+            0.001,
+        );
+        metrics.review(
+            Endpoint::Validate,
+            &Operation::Delete,
+            Outcome::Warned,
+            0.001,
+        );
+        metrics.review(
+            Endpoint::Validate,
+            &Operation::Connect,
+            Outcome::Allowed,
+            0.001,
+        );
+        metrics.invalid(Endpoint::Validate);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        for line in [
+        // A family's series come out in no particular order.
+        let mut reviews: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dualstack_webhook_reviews_total{"))
+            .collect();
+        reviews.sort_unstable();
+        let mut want = [
             r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="patched"} 3"#,
             r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="denied"} 1"#,
-            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="UPDATE",outcome="patched"} 1"#,
+            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="UPDATE",outcome="allowed"} 1"#,
+            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="DELETE",outcome="warned"} 1"#,
+            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="CONNECT",outcome="allowed"} 1"#,
+            r#"dualstack_webhook_reviews_total{endpoint="validate",operation="unknown",outcome="invalid"} 1"#,
+        ];
+        want.sort_unstable();
+        assert_eq!(reviews, want);
+        // Refused requests are counted, not timed.
+        for line in [
             r#"dualstack_webhook_review_duration_seconds_count{endpoint="mutate"} 4"#,
-            r#"dualstack_webhook_review_duration_seconds_count{endpoint="validate"} 1"#,
+            r#"dualstack_webhook_review_duration_seconds_count{endpoint="validate"} 3"#,
         ] {
             assert!(text.contains(line), "{line} not in {text}");
         }
-        // Only the series used appear.
-        assert_eq!(
-            text.matches("dualstack_webhook_reviews_total{").count(),
-            3,
-            "{text}"
-        );
     }
 }

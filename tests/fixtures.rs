@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use dualstack_webhook::admission;
+use dualstack_webhook::admission::Endpoint;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
 use dualstack_webhook::domain::policy::Policy;
-use dualstack_webhook::metrics::Endpoint;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -63,9 +63,9 @@ fn every_fixture_answers_as_expected() {
             for request in requests {
                 let body = std::fs::read(&request).unwrap();
                 let ep = if endpoint == "mutate" {
-                    Endpoint::mutate
+                    Endpoint::Mutate
                 } else {
-                    Endpoint::validate
+                    Endpoint::Validate
                 };
                 let result = admission::review(ep, &body, &policy, &cluster);
                 let case = request

@@ -9,14 +9,13 @@
 # regression test (tests/wire_properties.rs) before fixing it.
 
 FUZZ_TOOLCHAIN ?= nightly
-FUZZ_TARGETS := review skip engine patch
+FUZZ_TARGETS := review engine patch
 FUZZ_SECONDS ?= 300
 # The smoke run: ~30 s of fuzzing in all, after the (cached) build, from a fixed seed so that a CI
 # run repeats the same mutations (exploration belongs to `make fuzz`).
 FUZZ_SMOKE_SECONDS_review := 10
 FUZZ_SMOKE_SECONDS_engine := 10
 FUZZ_SMOKE_SECONDS_patch := 5
-FUZZ_SMOKE_SECONDS_skip := 5
 # libFuzzer: one input may take at most 10 s and the process 2 GiB (the machine has 24).
 FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
@@ -33,7 +32,7 @@ fuzz-build: fuzz-tools
 
 define fuzz_run
 	@mkdir -p fuzz/corpus/$(1)
-	cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $(1) fuzz/corpus/$(1) $(if $(filter review skip,$(1)),tests/fixtures) $(if $(filter review,$(1)),fuzz/regressions/review) -- \
+	cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $(1) fuzz/corpus/$(1) $(if $(filter review,$(1)),tests/fixtures) $(if $(filter review,$(1)),fuzz/regressions/review) -- \
 	  $(FUZZ_FLAGS) -max_total_time=$(2) $(3)
 
 endef

@@ -47,12 +47,12 @@ fn review(spec: Value) -> Vec<u8> {
                     "resource": {"group": "", "version": "v1", "resource": "services"},
                     "name": "web", "namespace": "apps", "operation": "CREATE",
                     "object": {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "apps"}, "spec": spec},
-                    "dryRun": false}
+                    "userInfo": {"username": "admin"}, "dryRun": false}
     }))
     .unwrap()
 }
 
-async fn post(app: routes::Webhook, path: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
     let req = Request::builder()
         .method(Method::POST)
         .uri(path)
@@ -89,7 +89,7 @@ async fn mutate_patches_and_validate_judges() {
     let (s, _) = state(policy(
         "defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\nrules: [{name: dual, require: {dualStack: true}}]\n",
     ));
-    let app = routes::service(s);
+    let app = routes::router(s);
     let (status, ctype, body) = post(
         app.clone(),
         "/mutate",
@@ -116,7 +116,7 @@ async fn mutate_patches_and_validate_judges() {
 #[tokio::test]
 async fn bad_requests_get_a_status_and_a_one_line_reason() {
     let (s, registry) = state(policy(""));
-    let app = routes::service(s);
+    let app = routes::router(s);
     for (body, want) in [
         (b"".to_vec(), "empty body"),
         (b"{oops".to_vec(), "malformed AdmissionReview"),
@@ -142,12 +142,8 @@ async fn bad_requests_get_a_status_and_a_one_line_reason() {
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let (s, _) = state(policy(""));
-    let (status, _, text) = post(
-        routes::service(s),
-        "/mutate",
-        vec![b' '; MAX_BODY_BYTES + 1],
-    )
-    .await;
+    let (status, _, text) =
+        post(routes::router(s), "/mutate", vec![b' '; MAX_BODY_BYTES + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(String::from_utf8(text).unwrap().contains("limit"));
 }
@@ -157,14 +153,14 @@ async fn a_body_just_under_the_limit_is_read() {
     let (s, _) = state(policy(""));
     let mut body = review(json!({"type": "ClusterIP"}));
     body.resize(MAX_BODY_BYTES, b' '); // trailing whitespace is valid JSON
-    let (status, _, _) = post(routes::service(s), "/validate", body).await;
+    let (status, _, _) = post(routes::router(s), "/validate", body).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn wrong_method_and_path() {
     let (s, _) = state(policy(""));
-    let app = routes::service(s);
+    let app = routes::router(s);
     let get = Request::builder()
         .uri("/mutate")
         .body(Body::empty())
@@ -196,7 +192,7 @@ async fn admin_endpoints() {
         StatusCode::OK
     );
     let _ = post(
-        routes::service(s),
+        routes::router(s),
         "/mutate",
         review(json!({"type": "ClusterIP"})),
     )
@@ -228,7 +224,7 @@ async fn policy_reload_keeps_the_last_good_policy() {
     let v1 = format!("{HEADER}defaults: {{ipFamilyPolicy: SingleStack}}\n");
     std::fs::write(&path, &v1).unwrap();
     let (s, registry) = state(Policy::from_yaml(&v1).unwrap());
-    let app = routes::service(s.clone());
+    let app = routes::router(s.clone());
     let token = CancellationToken::new();
     let task = tokio::spawn(watch_policy(
         path.clone(),
@@ -299,7 +295,7 @@ async fn a_body_that_never_arrives_gets_408() {
         .body(Body::from_stream(never))
         .unwrap();
     // Time is paused: the runtime jumps to the body deadline as soon as everything is idle.
-    let res = routes::service(s).oneshot(req).await.unwrap();
+    let res = routes::router(s).oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
 }
 
@@ -307,7 +303,7 @@ async fn a_body_that_never_arrives_gets_408() {
 async fn reviews_in_flight_are_bounded() {
     use dualstack_webhook::server::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
     let (s, _) = state(policy(""));
-    let app = routes::service(s);
+    let app = routes::router(s);
     // Fill every slot with a body that never arrives.
     let mut stalled = Vec::new();
     for _ in 0..MAX_IN_FLIGHT {

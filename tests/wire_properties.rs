@@ -10,12 +10,12 @@
 
 use base64::Engine as _;
 use dualstack_webhook::admission;
+use dualstack_webhook::admission::Endpoint;
 use dualstack_webhook::cluster::{Cluster, ServiceCidrs};
 use dualstack_webhook::commands::EXAMPLE_POLICY;
 use dualstack_webhook::domain::apiserver_model;
 use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::domain::service::Service;
-use dualstack_webhook::metrics::Endpoint;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
@@ -140,7 +140,7 @@ fn mutate(
     cluster: &Cluster,
 ) -> Result<(Value, Value), TestCaseError> {
     let body = review(namespace, object);
-    let answer = admission::review(Endpoint::mutate, &body, policy, cluster)
+    let answer = admission::review(Endpoint::Mutate, &body, policy, cluster)
         .map_err(|e| TestCaseError::fail(format!("not answered: {e}")))?;
     let out: Value = serde_json::from_slice(&answer.body).unwrap();
     let response = out["response"].clone();
@@ -223,10 +223,13 @@ fn an_array_as_request_object_is_not_a_service() {
     let cluster = Cluster::with_cidrs(Some(ServiceCidrs::parse(CLUSTERS[2]).unwrap()));
     let object = json!([{"name": "web", "namespace": "apps"}, {"type": "ClusterIP"}]);
     let body = review("apps", &object);
-    let result = admission::review(Endpoint::mutate, &body, &policy, &cluster);
-    assert!(
-        matches!(result, Err(admission::ReviewError::Object("object", _))),
-        "{:?}",
-        result.map(|a| String::from_utf8_lossy(&a.body).into_owned())
+    let result = admission::review(Endpoint::Mutate, &body, &policy, &cluster);
+    // kube's DynamicObject is a map: the whole review is refused as malformed.
+    assert_eq!(
+        result
+            .map(|a| String::from_utf8_lossy(&a.body).into_owned())
+            .unwrap_err()
+            .to_string(),
+        "malformed AdmissionReview: invalid type: sequence, expected struct DynamicObject at line 1 column 167"
     );
 }

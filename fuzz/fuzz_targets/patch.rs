@@ -12,8 +12,6 @@ use serde_json::{Map, Value, json};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
-    cluster_ip: Option<String>,
-    cluster_ips: Option<Vec<String>>,
     policy: Option<u8>,
     families: Option<Vec<bool>>,
     spec: SpecShape,
@@ -39,8 +37,6 @@ fn members(pairs: &[(String, String)]) -> Map<String, Value> {
 
 fuzz_target!(|input: Input| {
     let mutation = Mutation {
-        cluster_ip: input.cluster_ip,
-        cluster_ips: input.cluster_ips,
         ip_family_policy: input.policy.map(|p| {
             [
                 IpFamilyPolicy::SingleStack,

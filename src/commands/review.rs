@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::admission;
+use crate::admission::Endpoint;
 use crate::cluster::Cluster;
 use crate::config::{EndpointArg, ReviewArgs};
-use crate::metrics::Endpoint;
 use crate::policy_file::load_policy;
 
 pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
@@ -19,8 +19,8 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         .read_to_end(&mut body)
         .context("cannot read stdin")?;
     let endpoint = match args.endpoint {
-        EndpointArg::Mutate => Endpoint::mutate,
-        EndpointArg::Validate => Endpoint::validate,
+        EndpointArg::Mutate => Endpoint::Mutate,
+        EndpointArg::Validate => Endpoint::Validate,
     };
     let answer = admission::review(endpoint, &body, &policy, &cluster)?;
     let mut out = std::io::stdout().lock();
@@ -29,4 +29,3 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         .context("cannot write stdout")?;
     Ok(ExitCode::SUCCESS)
 }
-

@@ -49,8 +49,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         watch_cluster,
         reload_interval,
     } = args;
-    // Held to the end of `serve`: dropping it writes out the queued log lines.
-    let _log_writer = telemetry::init(log_format);
+    telemetry::init(log_format);
     let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let any = |port: u16| std::net::SocketAddr::from(([0, 0, 0, 0], port));
     let listen = listen.unwrap_or(if dev { local(8443) } else { any(8443) });
@@ -134,7 +133,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             token.clone(),
         ));
     }
-    let app = routes::service(AppState {
+    let app = routes::router(AppState {
         policy,
         cluster,
         metrics: metrics.clone(),
@@ -173,4 +172,3 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     info!("stopped");
     Ok(())
 }
-

@@ -1,5 +1,5 @@
 //! A model of what kube-apiserver does with a Service's dual-stack fields: normalisation, family
-//! defaulting, validation and IP allocation (k8s-service-rules.md §1–§3, R-numbers cited inline).
+//! defaulting, validation and IP allocation (`docs/k8s-service-rules.md` §1–§3, R-numbers cited inline).
 //!
 //! `check` uses it to predict the stored object of a manifest; the property tests use it as the oracle
 //! that every patch of the webhook is accepted. Pure; IPs are "allocated" deterministically.
@@ -12,7 +12,7 @@ use crate::domain::service::{IpFamily, IpFamilyPolicy, ServiceSpec, ServiceType}
 /// A refusal, as the API server would report it (HTTP 422 `Invalid`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
-    /// The rule of k8s-service-rules.md that refuses it.
+    /// The rule of `docs/k8s-service-rules.md` that refuses it.
     pub rule: &'static str,
     /// The field path, e.g. `spec.ipFamilyPolicy`.
     pub field: String,

@@ -102,7 +102,7 @@ pub(crate) async fn start(
     let task = tokio::spawn(server::serve_tls(
         listener,
         config,
-        routes::service(state.clone()),
+        routes::router(state.clone()),
         options,
         metrics.clone(),
         shutdown.clone(),

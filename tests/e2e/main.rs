@@ -3,7 +3,7 @@
 //!
 //! Every test is `#[ignore]`d: plain `cargo test` has no API server. `make e2e` (the driver,
 //! `tests/e2e/run.sh`) starts the harness and the webhook, registers the configurations and runs
-//! `--ignored`. Tests cite the rules of `k8s-service-rules.md` (R-numbers) they rely on.
+//! `--ignored`. Tests cite the rules of `docs/k8s-service-rules.md` (R-numbers) they rely on.
 //!
 //! # Layout
 //! - [`support`]: environment, client, builders, rendered configurations, processes, waits.
