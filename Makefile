@@ -35,7 +35,7 @@ clean:
 # fuzz-smoke, fuzz, deny: cargo-fuzz targets and the dependency policy (deny.toml).
 include tests/reliability.mk
 
-# bench, bench-load, bench-micro, bench-budget: the webhook against a floor server (not part of make test).
+# bench, bench-load, bench-micro: the webhook against a floor server (not part of make test).
 include bench/bench.mk
 
 # e2e, bench-e2e: a real kube-apiserver v1.37.2 and etcd built from Go modules (tests/apiserver).

@@ -1,6 +1,6 @@
 # `make bench`: the load benchmark (webhook and floor server side by side over HTTP/2) and the
 # criterion micro-benchmarks. Not part of `make test`. Included from the top-level Makefile.
-.PHONY: bench bench-load bench-micro bench-budget
+.PHONY: bench bench-load bench-micro
 
 ## bench: load benchmark (bench/run.sh, writes bench/results/) and criterion micro-benchmarks
 bench: bench-load bench-micro
@@ -12,7 +12,3 @@ bench-load:
 ## bench-micro: decode + decide + patch + encode for small, typical and large reviews
 bench-micro:
 	$(CARGO) bench --locked --bench review
-
-## bench-budget: the floor with N µs of busy work a request: what share of its throughput N costs
-bench-budget:
-	bench/budget.sh

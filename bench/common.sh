@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034,SC2154
-# What the load harnesses share (sourced by bench/run.sh and bench/budget.sh): where things are,
+# What the load harnesses share (sourced by bench/run.sh): where things are,
 # the placement and saturation knobs, a work directory and the servers started, both removed on
 # exit; the tools, installed with apt-get when missing; the release build; ports, medians, CPU time.
 

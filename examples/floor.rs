@@ -7,9 +7,7 @@
 //! resumption) and the same hyper-util HTTP/2 builder settings as `server.rs`, and it reads each
 //! request body to the end, as any real server must; what it leaves out is everything the webhook
 //! adds on top: axum routing, the body limit and deadline, decoding, the policy, the patch,
-//! encoding, logging and metrics. With `--work-us N` it also busy-loops N microseconds a request:
-//! `bench/budget.sh` runs such copies next to the plain floor to measure what a given amount of
-//! work per request costs in throughput.
+//! encoding, logging and metrics.
 //!
 //! ```text
 //! cargo build --release --example floor
@@ -19,7 +17,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -50,10 +47,6 @@ struct Args {
     /// PEM private key.
     #[clap(long)]
     tls_key: PathBuf,
-    /// Busy-loop this many microseconds per request before answering: a stand-in for a webhook's
-    /// own work, to measure what a given cost per request does to throughput (`bench/budget.sh`).
-    #[clap(long, default_value_t = 0.0)]
-    work_us: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,7 +64,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let work = Duration::try_from_secs_f64(args.work_us / 1e6).context("--work-us")?;
     let resolver = tls::CertResolver::load(&args.tls_cert, &args.tls_key)?;
     let acceptor = TlsAcceptor::from(tls::server_config(resolver, None)?);
     let listener = TcpListener::bind(args.listen)
@@ -88,25 +80,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
-            let service = hyper::service::service_fn(move |req| answer(req, work));
+            let service = hyper::service::service_fn(answer);
             let _ = http.serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }
 
-/// Reads the body to the end (flow control and TLS decryption are part of the floor), spends
-/// `work` on the CPU, and answers the constant review.
-async fn answer(
-    req: Request<Incoming>,
-    work: Duration,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Reads the body to the end (flow control and TLS decryption are part of the floor) and
+/// answers the constant review.
+async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let _ = req.into_body().collect().await;
-    if !work.is_zero() {
-        let until = Instant::now() + work;
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
-    }
     let mut response = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
