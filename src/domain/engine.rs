@@ -4,7 +4,7 @@
 //! Every choice follows kube-apiserver's own rules (`docs/k8s-service-rules.md`, cited as R-numbers),
 //! and before `/mutate` answers, the model of the API server ([`apiserver_model`]) is asked whether it
 //! accepts the patched request: a patch from here is never the reason the API server rejects a Service,
-//! and a request the API server refuses anyway is left for it to name.
+//! and a request that stays refused is left for the API server to name.
 
 mod judge;
 mod mutate;
@@ -152,10 +152,11 @@ pub fn mutate(policy: &Policy, cluster: &Cluster, req: &Request<'_>) -> Decision
     decision
 }
 
-/// Whether the model of the API server accepts the patched request on every cluster the snapshot
-/// allows (the one whose ranges are known, else every shape of cluster) where it accepts the request
-/// as sent; and whether it accepts the request as sent anywhere: a request the API server refuses
-/// anyway is not patched, so that its refusal names the client's own fault.
+/// Whether the patch is safe and of use, as the model of the API server judges it on every cluster
+/// the snapshot allows (the one whose ranges are known, else every shape of cluster): wherever the
+/// request as sent is accepted, the patched one is too; and the patched one is accepted somewhere.
+/// A patch that leaves a request refused is not sent, so that the API server's refusal names the
+/// client's own fault.
 fn accepted(
     mutation: &Mutation,
     object: &Service,
@@ -171,16 +172,15 @@ fn accepted(
         None => apiserver_model::create(spec, cidrs).is_ok(),
         Some(old) => apiserver_model::update(old.spec(), spec, cidrs).is_ok(),
     };
-    let mut accepted_somewhere = false;
+    let mut of_use = false;
     for cidrs in &shapes {
-        if stored(sent, cidrs) {
-            accepted_somewhere = true;
-            if !stored(&patched, cidrs) {
-                return false;
-            }
+        let patched_ok = stored(&patched, cidrs);
+        if !patched_ok && stored(sent, cidrs) {
+            return false;
         }
+        of_use |= patched_ok;
     }
-    accepted_somewhere
+    of_use
 }
 
 /// What `/validate` decides for a review of the final (allocated) object.

@@ -412,6 +412,13 @@ pub(crate) fn metric(text: &str, prefix: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Whether a `/mutate` answer carries a patch. Where the webhook knows the service ranges, what it
+/// knows shows here: it patches a Service pinning an IP the API server accepts, and sends no patch
+/// where the API server refuses the IP anyway (the policy's defaults cannot help it).
+pub(crate) fn patched(response: &Value) -> bool {
+    response.get("patch").is_some_and(|p| p.is_string())
+}
+
 /// POSTs an AdmissionReview v1 for creating `svc` in `namespace` straight to the webhook's
 /// `endpoint` (`/mutate` or `/validate`) over HTTPS (curl, verifying against `ca`), not through an
 /// API server; returns the review's `response`.

@@ -145,11 +145,12 @@ fn client_values_are_never_overridden() {
     );
 }
 
-/// A request the API server refuses anyway gets no patch, so that its refusal names the client's
-/// own fault: two families under a SingleStack default (R3.9), clusterIPs without clusterIP (R1.8),
-/// three IPs (R1.13), a pinned IP outside the range (R3.17) or of a family the cluster lacks (R3.10).
+/// A patch that leaves the request refused is not sent, so that the API server's refusal names the
+/// client's own fault: two families under a SingleStack default (R3.9), clusterIPs without
+/// clusterIP (R1.8), three IPs (R1.13), a pinned IP outside the range (R3.17) or of a family the
+/// cluster lacks (R3.10).
 #[test]
-fn requests_refused_anyway_are_not_patched() {
+fn requests_that_stay_refused_are_not_patched() {
     let single = policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv4]}\n");
     assert_eq!(
         create(&single, "v4v6", spec().families(&["IPv6", "IPv4"])),
@@ -180,6 +181,17 @@ fn requests_refused_anyway_are_not_patched() {
     }
 }
 
+/// A default the policy asks for may turn a refused request into an accepted one: two families
+/// without a policy are refused (R3.9), and the policy's PreferDualStack is what they lacked.
+#[test]
+fn a_default_may_complete_a_request() {
+    let p = policy(PREFER_V6);
+    for c in ["v4v6", "unknown"] {
+        let d = create(&p, c, spec().families(&["IPv4", "IPv6"]));
+        assert_eq!(d.mutation, m(Some(PreferDualStack), None), "{c}");
+    }
+}
+
 #[test]
 fn pinned_ips_decide_the_families_r3_10() {
     let p = policy(PREFER_V6);
@@ -192,8 +204,12 @@ fn pinned_ips_decide_the_families_r3_10() {
             .ips(&["10.96.0.10", "fd00:10:96::10"]);
         let two_with_policy = two.clone().policy("PreferDualStack");
         assert!(create(&p, c, two_with_policy).mutation.is_empty(), "{c}");
-        // Two IPs without a policy are refused anyway (R3.9): not patched.
-        assert_eq!(create(&p, c, two), Decision::default(), "{c}");
+        // Two IPs without a policy are refused (R3.9): the default completes them.
+        assert_eq!(
+            create(&p, c, two).mutation,
+            m(Some(PreferDualStack), None),
+            "{c}"
+        );
     }
 }
 

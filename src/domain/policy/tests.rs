@@ -229,4 +229,3 @@ rules:
         "empty match is any"
     );
 }
-
