@@ -224,12 +224,12 @@ fn an_array_as_request_object_is_not_a_service() {
     let object = json!([{"name": "web", "namespace": "apps"}, {"type": "ClusterIP"}]);
     let body = review("apps", &object);
     let result = admission::review(Endpoint::Mutate, &body, &policy, &cluster);
-    // kube's DynamicObject is a map: the whole review is refused as malformed.
+    // Only a JSON object is a Service: the review is refused with a reason naming the member.
     assert_eq!(
         result
             .map(|a| String::from_utf8_lossy(&a.body).into_owned())
             .unwrap_err()
             .to_string(),
-        "malformed AdmissionReview: invalid type: sequence, expected struct DynamicObject at line 1 column 167"
+        "request.object is not a valid Service: expected a JSON object"
     );
 }
