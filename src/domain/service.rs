@@ -168,8 +168,8 @@ static EMPTY_SPEC: ServiceSpec = ServiceSpec {
 
 // === impl Service ===
 
-/// The one way a Service becomes the engine's input: from the API's own type, however it was
-/// read (an AdmissionReview, a manifest, a list from the cluster).
+/// A Service of the API's own type (a manifest `check` read, a list `audit` got from the cluster)
+/// as the engine's input. A review's object is deserialized into [`Service`] directly.
 impl From<&k8s_openapi::api::core::v1::Service> for Service {
     fn from(svc: &k8s_openapi::api::core::v1::Service) -> Self {
         let meta = &svc.metadata;
