@@ -62,7 +62,18 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
-    let paths = certs::generate(&args.out, &args.dns, &args.ip)?;
+    let CertsArgs {
+        out,
+        dns,
+        ip,
+        force,
+    } = args;
+    // Without --force an existing CA is an error: it may be the caBundle of a configuration.
+    let paths = if force {
+        certs::replace(&out, &dns, &ip)?
+    } else {
+        certs::generate(&out, &dns, &ip)?
+    };
     println!(
         "wrote {}, {}, {}, {}",
         paths.ca_cert.display(),

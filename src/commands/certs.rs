@@ -2,12 +2,19 @@
 //!
 //! These are for `serve --dev`, `certs --out` and tests. In a cluster the serving pair usually comes
 //! from cert-manager through a Secret volume, which [`crate::server::tls::CertResolver`] reloads.
+//!
+//! The output directory may be writable by other users, so nothing already in it is opened or
+//! followed: each file is created under a new name nobody can guess, exclusively (`O_EXCL`, which
+//! also refuses a symlink) and with its final mode, then renamed over its final name.
 
+use std::collections::hash_map::RandomState;
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -74,6 +81,15 @@ pub enum Error {
     #[error("cannot write {0}: {1}")]
     Write(PathBuf, #[source] io::Error),
 
+    /// The output directory already holds a CA, and [`generate`] does not replace one.
+    #[error("{dir} already holds a ca ({names}); pass --force to replace it", names = .files.join(", "))]
+    CaExists {
+        /// The output directory.
+        dir: PathBuf,
+        /// Which of `ca.crt` and `ca.key` are there (as files, symlinks or anything else).
+        files: Vec<&'static str>,
+    },
+
     /// A requested DNS name is not a valid host name (a leading `*.` wildcard is allowed).
     #[error("--dns {0:?} is not a valid host name")]
     InvalidDnsName(String),
@@ -94,18 +110,51 @@ pub enum Error {
 }
 
 /// Writes a new CA (`ca.crt`, `ca.key`) and a server pair signed by it (`tls.crt`, `tls.key`)
-/// into `out`, creating the directory.
+/// into `out`, creating the directory (`certs --out`).
 ///
 /// The server certificate's SANs are [`DEFAULT_DNS_NAMES`], [`DEFAULT_IPS`] and the extras,
-/// deduplicated; an "extra DNS name" that parses as an IP address becomes an IP SAN. Existing
-/// files are replaced.
+/// deduplicated; an "extra DNS name" that parses as an IP address becomes an IP SAN.
+///
+/// A CA already in `out` (an entry named `ca.crt` or `ca.key` of any kind, a dangling symlink
+/// included) is refused with [`Error::CaExists`], and nothing in `out` changes: its certificate
+/// may be the `caBundle` of a webhook configuration. [`replace`] (`certs --force`) replaces it,
+/// with the server pair. Without a CA, all four files are written: a `tls.crt` or `tls.key`
+/// already there is replaced, as a server pair whose CA is gone is of no use to anyone.
+///
+/// Each file is written in full under a new temporary name in `out` (created exclusively, keys
+/// with mode 0600 and certificates with 0644, less the umask) and renamed over its final name once
+/// all four are written: an existing file or symlink there is replaced, never written through,
+/// and a failure before the renames leaves `out` as it was. The check for a CA is not atomic with
+/// the renames: two runs racing on one directory may both write (each file still whole).
 pub fn generate(
     out: &Path,
     extra_dns: &[String],
     extra_ips: &[IpAddr],
 ) -> Result<GeneratedPaths, Error> {
+    write_ca_and_server(out, extra_dns, extra_ips, false)
+}
+
+/// As [`generate`], but a CA already in `out` is replaced, with the server pair (`certs --force`).
+pub fn replace(
+    out: &Path,
+    extra_dns: &[String],
+    extra_ips: &[IpAddr],
+) -> Result<GeneratedPaths, Error> {
+    write_ca_and_server(out, extra_dns, extra_ips, true)
+}
+
+fn write_ca_and_server(
+    out: &Path,
+    extra_dns: &[String],
+    extra_ips: &[IpAddr],
+    replace_ca: bool,
+) -> Result<GeneratedPaths, Error> {
     let sans = subject_alt_names(extra_dns, extra_ips)?;
     fs::create_dir_all(out).map_err(|e| Error::CreateDir(out.to_owned(), e))?;
+    let paths = GeneratedPaths::in_dir(out);
+    if !replace_ca {
+        refuse_existing_ca(out, &paths)?;
+    }
 
     let ca_key = KeyPair::generate().map_err(Error::Generate)?;
     let ca_params = ca_params();
@@ -121,18 +170,26 @@ pub fn generate(
     .signed_by(&key, &issuer)
     .map_err(Error::Generate)?;
 
-    let paths = GeneratedPaths::in_dir(out);
-    write_pem(&paths.ca_cert, &ca_cert.pem(), PUBLIC)?;
-    write_pem(&paths.ca_key, &ca_key.serialize_pem(), SECRET)?;
-    write_pem(&paths.key, &key.serialize_pem(), SECRET)?;
-    // Written last: `ensure_dev` treats a directory without it as incomplete.
-    write_pem(&paths.cert, &cert.pem(), PUBLIC)?;
+    // All four are written before any is renamed into place: a failure (a full disk) drops the
+    // staged files, which removes them.
+    persist_all([
+        Staged::write(&paths.ca_cert, &ca_cert.pem(), PUBLIC)?,
+        Staged::write(&paths.ca_key, &ca_key.serialize_pem(), SECRET)?,
+        Staged::write(&paths.key, &key.serialize_pem(), SECRET)?,
+        // Renamed last: `ensure_dev` treats a directory without it as incomplete.
+        Staged::write(&paths.cert, &cert.pem(), PUBLIC)?,
+    ])?;
     tracing::info!(dir = %out.display(), "generated development ca and serving certificate");
     Ok(paths)
 }
 
 /// Generates certificates into `out` with the default SANs unless `tls.crt`, `tls.key` and
-/// `ca.crt` are all there already, in which case the existing files are used as they are.
+/// `ca.crt` are all there already, in which case the existing files are used as they are
+/// (`serve --dev`).
+///
+/// An incomplete directory is regenerated in full, a CA in it included ([`replace`]): it is the
+/// development directory this function owns, and what is there is of no use without what is
+/// missing.
 pub fn ensure_dev(out: &Path) -> Result<GeneratedPaths, Error> {
     let paths = GeneratedPaths::in_dir(out);
     if [&paths.cert, &paths.key, &paths.ca_cert]
@@ -142,14 +199,15 @@ pub fn ensure_dev(out: &Path) -> Result<GeneratedPaths, Error> {
         tracing::debug!(dir = %out.display(), "using existing development certificates");
         return Ok(paths);
     }
-    generate(out, &[], &[])
+    replace(out, &[], &[])
 }
 
 /// Writes a client certificate (`client.crt`, `client.key`, EKU clientAuth) for `name` into
 /// `out`, signed by the CA whose key is `ca_key`.
 ///
 /// The issuer is rebuilt from the key and the fixed subject [`generate`] uses, so this only works
-/// with a CA made by [`generate`].
+/// with a CA made by [`generate`]. Files are written as [`generate`] writes them; existing client
+/// files are replaced.
 ///
 /// Test support, not part of the API: it exists so that the integration tests (`tests/tls.rs`,
 /// `tests/faults.rs`, `tests/common`) can test `--client-ca` (mutual TLS) with a client signed by the
@@ -173,8 +231,10 @@ pub fn generate_client(ca_key: &Path, name: &str, out: &Path) -> Result<ClientPa
         cert: out.join("client.crt"),
         key: out.join("client.key"),
     };
-    write_pem(&paths.key, &key.serialize_pem(), SECRET)?;
-    write_pem(&paths.cert, &cert.pem(), PUBLIC)?;
+    persist_all([
+        Staged::write(&paths.key, &key.serialize_pem(), SECRET)?,
+        Staged::write(&paths.cert, &cert.pem(), PUBLIC)?,
+    ])?;
     Ok(paths)
 }
 
@@ -184,8 +244,8 @@ impl GeneratedPaths {
     /// The conventional file names inside `dir`.
     pub fn in_dir(dir: &Path) -> Self {
         Self {
-            ca_cert: dir.join("ca.crt"),
-            ca_key: dir.join("ca.key"),
+            ca_cert: dir.join(CA_CERT),
+            ca_key: dir.join(CA_KEY),
             cert: dir.join("tls.crt"),
             key: dir.join("tls.key"),
         }
@@ -198,6 +258,31 @@ impl GeneratedPaths {
 const PUBLIC: u32 = 0o644;
 /// File mode of private keys.
 const SECRET: u32 = 0o600;
+
+/// File name of the CA certificate.
+const CA_CERT: &str = "ca.crt";
+/// File name of the CA key.
+const CA_KEY: &str = "ca.key";
+
+/// [`Error::CaExists`] if `ca.crt` or `ca.key` is in `out`: anything of that name, as a symlink
+/// is not followed (a dangling one counts too).
+fn refuse_existing_ca(out: &Path, paths: &GeneratedPaths) -> Result<(), Error> {
+    let mut files = Vec::new();
+    for (path, name) in [(&paths.ca_cert, CA_CERT), (&paths.ca_key, CA_KEY)] {
+        match fs::symlink_metadata(path) {
+            Ok(_) => files.push(name),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Write(path.clone(), e)),
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    Err(Error::CaExists {
+        dir: out.to_owned(),
+        files,
+    })
+}
 
 /// Defaults then extras, in order, without duplicates.
 fn subject_alt_names(extra_dns: &[String], extra_ips: &[IpAddr]) -> Result<Vec<SanType>, Error> {
@@ -281,31 +366,105 @@ fn set_validity(params: &mut CertificateParams) {
     params.not_after = now + VALIDITY;
 }
 
-/// Writes `pem` to `path` through a temporary file and a rename, so a reader never sees half a
-/// file, and with `mode` set from creation, so a key is never readable by others even briefly.
-fn write_pem(path: &Path, pem: &str, mode: u32) -> Result<(), Error> {
-    let err = |e| Error::Write(path.to_owned(), e);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    // `mode` only applies to a new file; a leftover temporary file keeps its old mode.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(err)?;
-    file.write_all(pem.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+// === impl Staged ===
+
+/// A PEM file written in full under a temporary name next to its destination, not yet in place.
+/// [`Staged::persist`] renames it over the destination; dropping it first removes it.
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    persisted: bool,
+}
+
+impl Staged {
+    /// Creates a new file with `mode` under a temporary name in `dest`'s directory, and writes
+    /// and syncs `pem` to it.
+    fn write(dest: &Path, pem: &str, mode: u32) -> Result<Self, Error> {
+        let err = |e| Error::Write(dest.to_owned(), e);
+        let (tmp, mut file) = create_temp(dest, mode).map_err(err)?;
+        // From here on, dropping `staged` on an error removes the temporary file.
+        let staged = Self {
+            tmp,
+            dest: dest.to_owned(),
+            persisted: false,
+        };
+        file.write_all(pem.as_bytes()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        Ok(staged)
+    }
+
+    /// Renames the file over its destination. `rename` replaces the entry there, whatever it is: a
+    /// symlink is replaced, not followed, and a reader sees the old file or the new one.
+    fn persist(mut self) -> Result<(), Error> {
+        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::Write(self.dest.clone(), e))?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.persisted {
+            // Best effort: a temporary file left behind (or by a crash) gets in no later run's
+            // way, since no name is used twice.
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Renames each file into place, in order; on an error the ones not yet renamed are removed.
+fn persist_all<const N: usize>(files: [Staged; N]) -> Result<(), Error> {
+    files.into_iter().try_for_each(Staged::persist)
+}
+
+/// How many temporary names [`create_temp`] tries: a name is taken only if someone else created
+/// it in between, and nobody can guess one ahead.
+const TEMP_ATTEMPTS: u32 = 16;
+
+/// Creates `.<name>.<random>.tmp` next to `dest` with `create_new` (`O_CREAT | O_EXCL`: an
+/// existing path, a symlink included, is an error rather than opened) and `mode` from creation,
+/// so a key is never readable by others even briefly, and never was anyone else's file.
+fn create_temp(dest: &Path, mode: u32) -> io::Result<(PathBuf, fs::File)> {
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let mut attempts = 1;
+    loop {
+        let tmp = dest.with_file_name(format!(".{name}.{:016x}.tmp", temp_suffix()));
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp);
+        match created {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < TEMP_ATTEMPTS => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A temporary-name suffix that differs on every call and that other users cannot predict.
+fn temp_suffix() -> u64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    // `RandomState`'s keys come from the operating system's random source (no new dependency
+    // for a random number); the pid, a counter and the clock change the input on every call and
+    // in every process, whatever those keys are.
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn dns_names(sans: &[SanType]) -> Vec<String> {

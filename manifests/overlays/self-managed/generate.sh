@@ -31,9 +31,9 @@ if [[ -z "$bin" ]]; then
   done
 fi
 
-certs() {
+certs() { # [--force]: replace the CA in certs/ (without it, an existing CA is an error)
   [[ -n "$bin" && -x "$bin" ]] || die "no dualstack-webhook binary (set DUALSTACK_WEBHOOK or run: cargo build --release)"
-  local args=(certs --out "$CERTS") n
+  local args=(certs --out "$CERTS" "$@") n
   IFS=, read -r -a dns <<<"${DNS:-}"
   IFS=, read -r -a ips <<<"${IP:-}"
   for n in "${dns[@]}"; do [[ -n "$n" ]] && args+=(--dns "$n"); done
@@ -46,7 +46,7 @@ case "$mode" in
   --rotate)
     [[ -f "$CERTS/ca.crt" ]] || die "nothing to rotate: run generate.sh first"
     cp "$CERTS/ca.crt" "$CERTS/previous-ca.crt.new"
-    certs
+    certs --force
     mv "$CERTS/previous-ca.crt.new" "$CERTS/previous-ca.crt"
     ;;
   --finish) rm -f "$CERTS/previous-ca.crt" ;;
