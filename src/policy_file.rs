@@ -1,9 +1,12 @@
-//! Reloads the policy file when its content changes; a broken file keeps the last good policy.
+//! Reads the policy file, and reloads it when its content changes; a broken file keeps the last
+//! good policy.
 //!
 //! The file is polled by content, not watched by inotify: a ConfigMap volume updates through a
-//! `..data` symlink swap that never writes the old file, and polling a small file is cheap.
+//! `..data` symlink swap that never writes the old file, and polling a small file is cheap. Each
+//! poll opens the path afresh, so it follows the symlinks to wherever they point now.
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::domain::policy::limits::POLICY_MAX_BYTES;
 use crate::domain::policy::{Policy, PolicyError};
 use crate::metrics::{Metrics, ReloadResult};
 
@@ -20,21 +24,80 @@ pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read policy file {0} (--policy): {1}")]
     Read(PathBuf, #[source] std::io::Error),
+    /// The file is larger than [`POLICY_MAX_BYTES`] (or endless, like `/dev/zero`).
+    #[error("policy file {0} (--policy) is larger than {max} MiB", max = POLICY_MAX_BYTES >> 20)]
+    TooLarge(PathBuf),
     /// The file is not a valid policy.
     #[error("invalid policy file {0} (--policy): {1}")]
     Invalid(PathBuf, #[source] PolicyError),
 }
 
-/// Reads and parses a policy file.
-pub fn load_policy(path: &std::path::Path) -> Result<(Policy, Vec<u8>), LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let policy = Policy::from_yaml(&text).map_err(|e| LoadError::Invalid(path.to_owned(), e))?;
-    Ok((policy, bytes))
+/// Reads and parses a policy file; returns the policy and the bytes it was read from.
+pub fn load_policy(path: &Path) -> Result<(Policy, Vec<u8>), LoadError> {
+    let bytes = read(path)?;
+    Ok((parse(path, &bytes)?, bytes))
 }
 
-/// Polls `path` every `every`; on a change that parses, swaps the policy in; on one that does not,
-/// logs once and counts the failure, keeping the last good policy.
+/// Reads at most [`POLICY_MAX_BYTES`], plus one byte to tell a larger file.
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let failed = |e| LoadError::Read(path.to_owned(), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(failed)?
+        .take(POLICY_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > POLICY_MAX_BYTES {
+        return Err(LoadError::TooLarge(path.to_owned()));
+    }
+    Ok(bytes)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, LoadError> {
+    Policy::from_yaml(&String::from_utf8_lossy(bytes))
+        .map_err(|e| LoadError::Invalid(path.to_owned(), e))
+}
+
+/// What the last poll found at the path. A poll that finds the same again is not news, so a
+/// failure is logged and counted once, not at every poll.
+#[derive(Default)]
+enum Seen {
+    /// Nothing yet (or forgotten).
+    #[default]
+    Nothing,
+    /// This content, whether it parsed or not.
+    Content(Vec<u8>),
+    /// The file could not be read, for this reason (the error's text).
+    Unreadable(String),
+}
+
+/// Reads the path and, if it changed since `seen` (which it updates), parses it: `None` when
+/// nothing changed. Blocking: file I/O, and parsing up to 1 MiB of YAML.
+fn poll(path: &Path, seen: &mut Seen) -> Option<Result<Policy, LoadError>> {
+    match read(path) {
+        Ok(bytes) => {
+            if matches!(seen, Seen::Content(last) if *last == bytes) {
+                return None;
+            }
+            let parsed = parse(path, &bytes);
+            *seen = Seen::Content(bytes);
+            Some(parsed)
+        }
+        Err(error) => {
+            let cause = error.to_string();
+            if matches!(seen, Seen::Unreadable(last) if *last == cause) {
+                return None;
+            }
+            *seen = Seen::Unreadable(cause);
+            Some(Err(error))
+        }
+    }
+}
+
+/// Polls `path` every `every`. A change that parses is swapped in, counted as a success and
+/// logged at `info` (saying so when it ends a failure). Every distinct failure (unreadable,
+/// dangling symlink, too large, invalid) is logged once at `warn` and counted once; the last good
+/// policy stays in force. `loaded` is the content the current policy was read from.
 pub async fn watch_policy(
     path: PathBuf,
     loaded: Vec<u8>,
@@ -43,7 +106,8 @@ pub async fn watch_policy(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let mut last_seen = loaded;
+    let mut seen = Seen::Content(loaded);
+    let mut failing = false;
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -51,22 +115,42 @@ pub async fn watch_policy(
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let Ok(bytes) = tokio::fs::read(&path).await else {
-            // A missing file during a ConfigMap swap is transient; keep the policy and try again.
-            continue;
+        // Off the async workers: reading may block (a network volume), parsing takes milliseconds.
+        let polled = tokio::task::spawn_blocking({
+            let path = path.clone();
+            let mut seen = std::mem::take(&mut seen);
+            move || {
+                let change = poll(&path, &mut seen);
+                (seen, change)
+            }
+        })
+        .await;
+        let change = match polled {
+            Ok((now, change)) => {
+                seen = now;
+                change
+            }
+            // The poll panicked; `seen` is forgotten, so the next poll reads the file afresh.
+            Err(error) => {
+                warn!(path = %path.display(), %error, "policy file poll failed");
+                continue;
+            }
         };
-        if bytes == last_seen {
-            continue;
-        }
-        last_seen = bytes.clone();
-        let text = String::from_utf8_lossy(&bytes);
-        match Policy::from_yaml(&text) {
-            Ok(new) => {
-                info!(path = %path.display(), rules = new.rules.len(), "policy reloaded");
+        match change {
+            None => {}
+            Some(Ok(new)) => {
+                let rules = new.rules.len();
+                if failing {
+                    info!(path = %path.display(), rules, "policy file is valid again; policy reloaded");
+                } else {
+                    info!(path = %path.display(), rules, "policy reloaded");
+                }
+                failing = false;
                 policy.store(Arc::new(new));
                 metrics.policy_reload(ReloadResult::success);
             }
-            Err(error) => {
+            Some(Err(error)) => {
+                failing = true;
                 warn!(path = %path.display(), %error, "policy reload failed; keeping the last good policy");
                 metrics.policy_reload(ReloadResult::failure);
             }

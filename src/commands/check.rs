@@ -2,7 +2,8 @@
 //! defaulting and allocation when the service CIDRs are known, then validate). `audit` judges the
 //! Services a cluster already stores the same way, from the validate step on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Namespace, Service as KubeService};
@@ -13,6 +14,7 @@ use crate::cluster::watch::labels_of;
 use crate::commands::report::Row;
 use crate::domain::apiserver_model;
 use crate::domain::engine::{self, DenialMessage, Operation, Request};
+use crate::domain::policy::limits::{self, MANIFEST_MAX_BYTES, MANIFEST_MAX_DEPTH};
 use crate::domain::policy::{Action, Policy};
 use crate::domain::service::{Labels, Service};
 
@@ -22,6 +24,16 @@ pub enum CheckError {
     /// A path could not be read.
     #[error("cannot read {0}: {1}")]
     Read(PathBuf, #[source] std::io::Error),
+    /// A file is larger than [`MANIFEST_MAX_BYTES`].
+    #[error("cannot read {0}: larger than {max} MiB", max = MANIFEST_MAX_BYTES >> 20)]
+    TooLarge(PathBuf),
+    /// A directory symlink leads back to a directory it is in: the first path is the symlink,
+    /// the second the directory it leads back to.
+    #[error("cannot read {0}: a symlink loop leads back to {1}")]
+    SymlinkLoop(PathBuf, PathBuf),
+    /// A file nests deeper than [`MANIFEST_MAX_DEPTH`]; refused before it is parsed.
+    #[error("{0}: {1}")]
+    TooDeep(PathBuf, #[source] limits::TooDeep),
     /// A document is not YAML.
     #[error("{0}: {1}")]
     Yaml(PathBuf, #[source] serde_yaml_ng::Error),
@@ -47,13 +59,17 @@ pub fn check(
     paths: &[PathBuf],
 ) -> Result<Vec<Row>, CheckError> {
     let mut files = Vec::new();
+    let mut walk = Walk::default();
     for p in paths {
-        collect(p, &mut files)?;
+        collect(p, &mut files, &mut walk)?;
     }
     let mut services = Vec::new();
     let mut cluster = cluster.clone();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| CheckError::Read(file.clone(), e))?;
+        let text = read_manifest(file)?;
+        // Before the parser, whose cost grows with the square of the nesting (see `limits`).
+        limits::check_depth(&text, MANIFEST_MAX_DEPTH)
+            .map_err(|e| CheckError::TooDeep(file.clone(), e))?;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value = serde_yaml_ng::Value::deserialize(doc)
                 .map_err(|e| CheckError::Yaml(file.clone(), e))?;
@@ -66,12 +82,59 @@ pub fn check(
         .collect())
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
+/// Reads at most [`MANIFEST_MAX_BYTES`] of a file, plus one byte to tell a larger one.
+fn read_manifest(file: &Path) -> Result<String, CheckError> {
+    let failed = |e| CheckError::Read(file.to_owned(), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .map_err(failed)?
+        .take(MANIFEST_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
+        return Err(CheckError::TooLarge(file.to_owned()));
+    }
+    // The error `fs::read_to_string` gives.
+    String::from_utf8(bytes).map_err(|_| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+/// The directories a walk has read, by canonical path: symlinks are followed, but a directory
+/// reached again is not read again, and one reached from inside itself is a loop, refused (it
+/// would otherwise be followed for ever, each round adding its files again).
+#[derive(Default)]
+struct Walk {
+    /// Every directory read so far.
+    seen: HashSet<PathBuf>,
+    /// The directories being read, outermost first: canonical, and as named.
+    open: Vec<(PathBuf, PathBuf)>,
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>, walk: &mut Walk) -> Result<(), CheckError> {
     let meta = std::fs::metadata(path).map_err(|e| CheckError::Read(path.to_owned(), e))?;
     if meta.is_file() {
         out.push(path.to_owned());
         return Ok(());
     }
+    let real = std::fs::canonicalize(path).map_err(|e| CheckError::Read(path.to_owned(), e))?;
+    if let Some((_, named)) = walk.open.iter().find(|(open, _)| *open == real) {
+        return Err(CheckError::SymlinkLoop(path.to_owned(), named.clone()));
+    }
+    if !walk.seen.insert(real.clone()) {
+        // Read already, through another path: its Services are judged once.
+        return Ok(());
+    }
+    walk.open.push((real, path.to_owned()));
+    collect_dir(path, out, walk)?;
+    walk.open.pop();
+    Ok(())
+}
+
+fn collect_dir(path: &Path, out: &mut Vec<PathBuf>, walk: &mut Walk) -> Result<(), CheckError> {
     let entries = std::fs::read_dir(path).map_err(|e| CheckError::Read(path.to_owned(), e))?;
     let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
@@ -80,7 +143,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
             .extension()
             .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
         if child.is_dir() || is_manifest {
-            collect(&child, out)?;
+            collect(&child, out, walk)?;
         }
     }
     Ok(())

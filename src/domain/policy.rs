@@ -1,5 +1,6 @@
 //! The policy file (`DualStackPolicy`): its schema, parsing and validation. Pure: text in, value out.
 
+pub mod limits;
 pub mod selector;
 
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,9 @@ pub enum PolicyError {
     /// Not YAML of the schema: unknown field, wrong type, bad enum value.
     #[error("{0}")]
     Syntax(#[source] serde_yaml_ng::Error),
+    /// Nested deeper than [`limits::POLICY_MAX_DEPTH`]; refused before it is parsed.
+    #[error("{0}")]
+    TooDeep(#[source] limits::TooDeep),
     /// Valid YAML, invalid meaning.
     #[error("{field}: {reason}")]
     Invalid {
@@ -139,6 +143,8 @@ impl Policy {
     /// Parses and validates a policy document. An empty document (nothing, or only whitespace and
     /// comments) is the empty policy: no defaults, no rules, so it changes nothing and denies nothing.
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        // Before the parser: its cost grows with the square of the nesting (see `limits`).
+        limits::check_depth(text, limits::POLICY_MAX_DEPTH).map_err(PolicyError::TooDeep)?;
         // An empty YAML document is `null`, which `Option` reads as `None`.
         let parsed: Option<Policy> = serde_yaml_ng::from_str(text).map_err(PolicyError::Syntax)?;
         let Some(policy) = parsed else {

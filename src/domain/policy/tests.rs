@@ -229,3 +229,237 @@ rules:
         "empty match is any"
     );
 }
+
+// === nesting limit ===
+
+use std::time::Duration;
+
+use super::limits::{self, POLICY_MAX_DEPTH, TooDeep};
+
+/// Runs `f` on another thread and gives up after 10 s: a return to libyaml's quadratic scan
+/// (30 to 60 s for these documents) fails the test instead of hanging it.
+fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("did not finish within 10 s")
+}
+
+/// The refusal of `text`, which must be for its nesting.
+#[track_caller]
+fn refused_as_too_deep(text: String) -> (TooDeep, String) {
+    match within_10s(move || Policy::from_yaml(&text)) {
+        Err(PolicyError::TooDeep(e)) => (e, PolicyError::TooDeep(e).to_string()),
+        other => panic!("expected a depth refusal, got {other:?}"),
+    }
+}
+
+const DEEP: usize = 100_000;
+
+#[test]
+fn deep_flow_nesting_is_refused_at_the_limit_quickly() {
+    for (text, line) in [
+        ("[".repeat(DEEP) + &"]".repeat(DEEP), 1),
+        ("{a: ".repeat(DEEP) + &"}".repeat(DEEP), 1),
+        // 200 KB: 30 s in libyaml before this check (release build).
+        (
+            format!("{HEADER}rules: {}{}\n", "[".repeat(DEEP), "]".repeat(DEEP)),
+            3,
+        ),
+        ("[\n".repeat(DEEP), 65),
+    ] {
+        let (error, message) = refused_as_too_deep(text);
+        assert_eq!(error, TooDeep { limit: 64, line });
+        assert_eq!(
+            message,
+            format!("nested deeper than 64 levels at line {line}")
+        );
+    }
+}
+
+#[test]
+fn deep_block_nesting_is_refused_at_the_limit_quickly() {
+    // 100 k indented levels would be 5 GB; the compact forms nest as deep in 200 KB.
+    let indented: String = (0..1_000)
+        .map(|i| format!("{}a:\n", " ".repeat(i)))
+        .collect();
+    for (text, line) in [
+        ("- ".repeat(DEEP) + "x\n", 1),
+        ("? ".repeat(DEEP) + "x\n", 1),
+        (indented, 65),
+    ] {
+        let (error, message) = refused_as_too_deep(text);
+        assert_eq!(error, TooDeep { limit: 64, line });
+        assert_eq!(
+            message,
+            format!("nested deeper than 64 levels at line {line}")
+        );
+    }
+}
+
+#[test]
+fn nesting_at_the_limit_is_parsed() {
+    // The top mapping is one level: 63 more.
+    let flow = |n: usize| {
+        format!(
+            "{HEADER}exemptNamespaces: {}{}\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
+    assert_eq!(
+        Policy::from_yaml(&flow(POLICY_MAX_DEPTH - 1))
+            .unwrap_err()
+            .to_string(),
+        "exemptNamespaces[0]: invalid type: sequence, expected a string at line 3 column 20"
+    );
+    assert_eq!(
+        Policy::from_yaml(&flow(POLICY_MAX_DEPTH))
+            .unwrap_err()
+            .to_string(),
+        "nested deeper than 64 levels at line 3"
+    );
+
+    let block = |n: usize| -> String { (0..n).map(|i| format!("{}a:\n", " ".repeat(i))).collect() };
+    assert!(matches!(
+        Policy::from_yaml(&block(POLICY_MAX_DEPTH)),
+        Err(PolicyError::Syntax(_))
+    ));
+    assert_eq!(
+        Policy::from_yaml(&block(POLICY_MAX_DEPTH + 1))
+            .unwrap_err()
+            .to_string(),
+        "nested deeper than 64 levels at line 65"
+    );
+}
+
+/// The deepest nesting of every document in `text` as serde_yaml_ng reads it, or `None` where it
+/// refuses `text`.
+fn parsed_depth(text: &str) -> Option<usize> {
+    use serde::Deserialize as _;
+    use serde_yaml_ng::Value;
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+            Value::Mapping(m) => {
+                1 + m
+                    .iter()
+                    .map(|(k, v)| depth(k).max(depth(v)))
+                    .max()
+                    .unwrap_or(0)
+            }
+            Value::Tagged(t) => depth(&t.value),
+            _ => 0,
+        }
+    }
+    let mut max = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        max = max.max(depth(&Value::deserialize(doc).ok()?));
+    }
+    Some(max)
+}
+
+#[test]
+fn brackets_in_scalars_and_comments_do_not_count() {
+    let b = "[{".repeat(100);
+    for (text, depth) in [
+        (format!("a: '{b} '' {b}'\n"), 1),
+        (format!("a: \"{b} \\\" {b}\"\n"), 1),
+        (format!("a: \"x\\\n{b}\"\n"), 1),
+        (format!("a: '{b}\n  {b}'\n"), 1),
+        (format!("a: b # {b}\n#{b}\n"), 1),
+        (format!("a: |\n  {b}\n   {b}\n\n  {b}\nb: x\n"), 1),
+        (format!("- a: >2-\n     {b}\n    {b}\n- x\n"), 2),
+        (format!("a: |  # {b}\n  {b}\n"), 1),
+        (format!("--- |\n {b}\n"), 0),
+        (format!("a: x{b}\n"), 1),
+        (format!("a: don't {b}\n"), 1),
+        (format!("a: x\n  {b}\n  'y\nb: c\n"), 1),
+        (format!("x{b}\n"), 0),
+        (format!("- x\n  - {b}\n"), 1),
+        (format!("a: !<tag:{}> x\n", "[[]]".repeat(100)), 1),
+        ("[a:b, c-d, e: f, ? g, {h: [i]}]\n".to_owned(), 3),
+        (format!("%TAG ! tag:{}\n--- x\n", "[[]]".repeat(100)), 0),
+    ] {
+        assert_eq!(limits::max_depth(&text), depth, "{text}");
+        assert_eq!(parsed_depth(&text), Some(depth), "{text}");
+    }
+}
+
+/// Scans that skip too much would let a deep document through: every one of these opens 100
+/// flow collections that libyaml opens too.
+#[test]
+fn brackets_that_only_look_hidden_are_counted() {
+    let open = "[".repeat(100);
+    // A `#` right after a token starts a comment: the `]` is not read.
+    let a_comment_right_after_a_token = format!("a: {}\n", "[#]\n".repeat(100));
+    assert_eq!(
+        limits::check_depth(&a_comment_right_after_a_token, POLICY_MAX_DEPTH),
+        Err(TooDeep {
+            limit: 64,
+            line: 64
+        })
+    );
+    for text in [
+        // Each line break that libyaml knows ends a comment (here LS, U+2028).
+        format!("a: 1 # c\u{2028}b: {open}"),
+        format!("a: 1 # c\rb: {open}"),
+        // In single quotes a backslash is a character, not an escape.
+        format!("a: 'x\\'\nb: {open}"),
+        // An apostrophe inside a plain scalar starts no quote, on its line or a continuation.
+        format!("a: don't\nb: {open}"),
+        format!("a: x\n  'y\nb: {open}"),
+        // A block scalar's content is deeper than its parent's key (column 2 here, not 0).
+        format!("- a: |\n  {open}"),
+        // A continuation must be deeper than the enclosing mapping (`b`, column 2).
+        format!("- b: x\n  c: {open}"),
+        // A tag runs to a blank, a verbatim tag to its `>`.
+        format!("a: !t {open}"),
+        format!("a: [!<x> {open}"),
+    ] {
+        assert_eq!(
+            limits::check_depth(&text, POLICY_MAX_DEPTH),
+            Err(TooDeep {
+                limit: 64,
+                line: text.matches(['\n', '\r', '\u{2028}']).count() + 1
+            }),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn indentless_sequences_count_as_levels() {
+    for text in [
+        "a:\n- b:\n  - c\n",
+        "a:\n- - x\nb: y\n",
+        "? - a\n: - b\n",
+        "a:\n- x\nb:\n- y\n",
+    ] {
+        assert_eq!(Some(limits::max_depth(text)), parsed_depth(text), "{text}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+    /// For every document serde_yaml_ng reads, the scan counts exactly the nesting it builds:
+    /// a scan that got a scalar's extent wrong would differ on one of them.
+    #[test]
+    fn the_scan_counts_what_the_parser_builds(
+        parts in proptest::collection::vec(proptest::sample::select(vec![
+            "[", "]", "{", "}", ", ", ",", ": ", ":", "- ", "-", "? ", "?", "#", " # c", " ",
+            "  ", "\n", "\n", "\n  ", "\n    ", "\n - ", "\n- ", "a", "b", "a: ", "- a: ",
+            "'", "''", "\"", "\\", "\\\"", "|", ">", "|2", "|-", ">+\n", "|\n  ", "!t ", "!<x> ",
+            "!<[> ", "&x ", "---\n", "--- ", "...\n", "\t", "\r\n", "\r", "\u{2028}", "\u{85}",
+            "x'y", "%", "\u{feff}",
+        ]), 1..60)
+    ) {
+        let text: String = parts.concat();
+        if let Some(depth) = parsed_depth(&text) {
+            proptest::prop_assert_eq!(limits::max_depth(&text), depth, "{:?}", text);
+        }
+    }
+}
