@@ -9,7 +9,8 @@ target=${CARGO_TARGET_DIR:-$root/target}
 OUT=${OUT:-$(mktemp -d)}
 N=${N:-5000}
 review=$root/bench/data/review-typical.json
-"$target/release/dualstack-webhook" certs --out "$OUT/certs" >/dev/null
+# --force: $OUT may be a directory an earlier run left (OUT=... bench/profile.sh).
+"$target/release/dualstack-webhook" certs --out "$OUT/certs" --force >/dev/null
 
 profile() { # name port cmd...
   local name=$1 port=$2 pid
@@ -29,6 +30,7 @@ profile() { # name port cmd...
 }
 profile webhook 19543 "$target/release/dualstack-webhook" serve --listen 127.0.0.1:19543 \
   --admin-listen 127.0.0.1:19580 --tls-cert "$OUT/certs/tls.crt" --tls-key "$OUT/certs/tls.key" \
-  --policy "$root/manifests/policy.yaml" --service-cidrs 10.96.0.0/16,fd00:10:96::/112
+  --policy "$root/manifests/policy.yaml" --service-cidrs 10.96.0.0/16,fd00:10:96::/112 \
+  --shutdown-delay 0
 profile floor 19544 "$target/release/examples/floor" --listen 127.0.0.1:19544 \
   --tls-cert "$OUT/certs/tls.crt" --tls-key "$OUT/certs/tls.key"

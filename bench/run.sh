@@ -43,7 +43,7 @@ start_webhook() {
   t0=$EPOCHREALTIME
   pin "$webhook" serve --listen "127.0.0.1:$1" --admin-listen "127.0.0.1:$2" \
     --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
-    --policy "$policy" --service-cidrs "$cidrs" 2>>"$work/webhook.log" &
+    --policy "$policy" --service-cidrs "$cidrs" --shutdown-delay 0 2>>"$work/webhook.log" &
   webhook_pid=$!
   pids+=("$webhook_pid")
   # Poll without sleeping (a refused connect costs microseconds), for at most 10 s.

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Seconds between checks of the certificate and policy files for changes.
     #[arg(long, env = "DUALSTACK_WEBHOOK_RELOAD_INTERVAL", default_value_t = 2)]
     pub reload_interval: u64,
+    /// Seconds to keep serving after SIGTERM, with /readyz answering 503, before the listener
+    /// closes and in-flight requests drain: the time Kubernetes takes to stop sending new
+    /// connections to a terminating pod.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_SHUTDOWN_DELAY", default_value_t = 5)]
+    pub shutdown_delay: u64,
 }
 
 /// What the webhook knows of the cluster, from flags.
@@ -107,6 +112,10 @@ pub struct CertsArgs {
     /// Extra IP SAN (repeatable), added to 127.0.0.1 and ::1.
     #[arg(long = "ip")]
     pub ip: Vec<IpAddr>,
+    /// Replace the CA, and the server pair, if the directory already holds one; without it an
+    /// existing CA is an error and nothing is written.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `check`.

@@ -1,6 +1,7 @@
 //! Faults under load, each counting failed requests (the target is zero): certificate rotation
 //! through a Secret-style `..data` swap, the policy file replaced by a broken one and then a good
-//! one, and SIGTERM while requests are in flight. Plus mutual TLS through the real binary.
+//! one, and SIGTERM while requests are in flight (the drain, and the `--shutdown-delay` before
+//! it). Plus mutual TLS through the real binary.
 //!
 //! The policy and SIGTERM faults run the real binary (`serve`), so the wiring in `commands::serve` (the
 //! reload task, readiness, metrics, signal handling, drain) is what is tested. All traffic stays
@@ -409,13 +410,15 @@ fn two_halves(
     StreamBody::new(chunks).boxed()
 }
 
+/// The drain on its own: with `--shutdown-delay 0` the listener closes at the signal (the
+/// delay before it is the next test's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_completes_in_flight_requests_and_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, dualstack_webhook::commands::EXAMPLE_POLICY).unwrap();
-    let mut webhook = Binary::start(dir.path(), &paths, &policy, &[]).await;
+    let mut webhook = Binary::start(dir.path(), &paths, &policy, &["--shutdown-delay", "0"]).await;
     let config = client_config(&[&paths.ca_cert], H1, None);
 
     // Background load until SIGTERM.
@@ -529,6 +532,171 @@ async fn sigterm_under_load_completes_in_flight_requests_and_exits_promptly() {
         "exited {took:?} after SIGTERM"
     );
     assert!(webhook.log().contains("SIGTERM"), "{}", webhook.log());
+}
+
+// === 3b. the shutdown delay ===
+
+/// One review on a new connection (a handshake of its own, as a client that the endpoints still
+/// route to this pod would open), bounded by 2 s: whether it was answered well.
+async fn fresh_review(addr: SocketAddr, config: &Arc<ClientConfig>) -> bool {
+    let result = tokio::time::timeout(Duration::from_secs(2), async {
+        let stream = connect(addr, with_alpn(config, H1)).await?;
+        h1_post(stream, "/mutate", REVIEW)
+            .await
+            .map_err(std::io::Error::other)
+    })
+    .await;
+    matches!(result, Ok(Ok((status, body))) if is_good_answer(status, &body))
+}
+
+/// Waits (bounded) until `/readyz` answers 503; the time it took from `since`.
+async fn until_not_ready(webhook: &Binary, since: Instant) -> Duration {
+    let not_ready = async {
+        while !matches!(admin_get(webhook.admin, "/readyz").await, Ok((503, _))) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        since.elapsed()
+    };
+    bounded("/readyz to answer 503", not_ready).await
+}
+
+/// Waits (bounded) for the process to exit; its status and the time from `since`.
+async fn until_exit(webhook: &mut Binary, since: Instant) -> (std::process::ExitStatus, Duration) {
+    let exited = async {
+        loop {
+            if let Some(status) = webhook.child.try_wait().unwrap() {
+                return (status, since.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    bounded("the process to exit", exited).await
+}
+
+/// What a rollout needs: after SIGTERM, `/readyz` answers 503 at once (the endpoints drop the
+/// pod), while new connections are still accepted and answered for `--shutdown-delay` (the
+/// endpoints and kube-proxy lag behind), as are requests on a connection opened before; then the
+/// process drains and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_and_keeps_serving_for_the_shutdown_delay() {
+    const DELAY: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, dualstack_webhook::commands::EXAMPLE_POLICY).unwrap();
+    let delay = DELAY.as_secs().to_string();
+    let mut webhook =
+        Binary::start(dir.path(), &paths, &policy, &["--shutdown-delay", &delay]).await;
+    let config = client_config(&[&paths.ca_cert], H1, None);
+    // One HTTP/2 connection opened before the signal and kept, as kube-apiserver keeps its own.
+    let stream = connect(webhook.addr, with_alpn(&config, H2)).await.unwrap();
+    let mut h2 = h2_client(stream).await.unwrap();
+
+    // A stream of requests across the signal, until shortly before the delay ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, tasks) = load(
+        webhook.addr,
+        config.clone(),
+        4,
+        is_good_answer,
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok_before, _) = tally.get();
+    let signalled = Instant::now();
+    webhook.sigterm();
+
+    let not_ready_after = until_not_ready(&webhook, signalled).await;
+    // Until 500 ms before the delay ends (margin for a loaded machine: a request started then
+    // must be accepted before the listener closes): new connections, and the connection from
+    // before, are answered while /readyz stays 503.
+    let (mut fresh, mut on_h2) = (0, 0);
+    while signalled.elapsed() < DELAY - Duration::from_millis(500) {
+        let at = signalled.elapsed();
+        assert!(
+            fresh_review(webhook.addr, &config).await,
+            "a new connection {at:?} after SIGTERM was not answered\n{}",
+            webhook.log()
+        );
+        fresh += 1;
+        let answer = bounded("a review on the HTTP/2 connection", async {
+            h2_post(&mut h2, "/mutate", REVIEW).await
+        })
+        .await;
+        assert!(
+            matches!(&answer, Ok((status, body)) if is_good_answer(*status, body)),
+            "{answer:?}"
+        );
+        on_h2 += 1;
+        assert_eq!(admin_get(webhook.admin, "/readyz").await.unwrap().0, 503);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let errors = finish(tasks).await;
+    let (ok_after, failed) = tally.get();
+    let (status, took) = until_exit(&mut webhook, signalled).await;
+    eprintln!(
+        "shutdown delay {DELAY:?}: /readyz 503 after {not_ready_after:?}; during the delay \
+         {fresh} reviews on new connections, {on_h2} on the HTTP/2 connection from before and \
+         {} from the load ({failed} failed); exited {status} after {took:?}",
+        ok_after - ok_before
+    );
+    assert!(
+        not_ready_after < Duration::from_millis(200),
+        "/readyz still 200 {not_ready_after:?} after SIGTERM"
+    );
+    assert!(fresh >= 5 && on_h2 >= 5, "too few checks: {fresh}, {on_h2}");
+    assert_eq!(failed, 0, "{errors:#?}\n{}", webhook.log());
+    assert!(
+        ok_after - ok_before > 20,
+        "too little load during the delay"
+    );
+    assert!(status.success(), "{status}: {}", webhook.log());
+    // Nothing was left in flight, so the drain is quick: delay + a small margin.
+    assert!(
+        took >= DELAY && took < DELAY + Duration::from_secs(3),
+        "exited {took:?} after SIGTERM"
+    );
+    let log = webhook.log();
+    for phase in ["shutting down: not ready", "shutdown delay over", "stopped"] {
+        assert_eq!(log.matches(phase).count(), 1, "{phase:?} once in:\n{log}");
+    }
+}
+
+/// A second SIGTERM during the delay skips the rest of it (as Ctrl-C twice does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_the_shutdown_delay_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = certs::generate(&dir.path().join("tls"), &[], &[]).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, dualstack_webhook::commands::EXAMPLE_POLICY).unwrap();
+    let mut webhook = Binary::start(dir.path(), &paths, &policy, &["--shutdown-delay", "30"]).await;
+    let config = client_config(&[&paths.ca_cert], H1, None);
+
+    let first = Instant::now();
+    webhook.sigterm();
+    until_not_ready(&webhook, first).await;
+    assert!(
+        fresh_review(webhook.addr, &config).await,
+        "still serving during the delay"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(webhook.child.try_wait().unwrap().is_none(), "exited early");
+    let second = Instant::now();
+    webhook.sigterm();
+    let (status, took) = until_exit(&mut webhook, second).await;
+    eprintln!(
+        "second SIGTERM {:?} after the first: exited {status} {took:?} later (delay 30 s)",
+        second - first
+    );
+    assert!(status.success(), "{status}: {}", webhook.log());
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after the second SIGTERM"
+    );
+    let log = webhook.log();
+    assert_eq!(log.matches("second signal").count(), 1, "{log}");
+    assert!(!log.contains("shutdown delay over"), "{log}");
 }
 
 // === 4. mutual TLS through the binary ===

@@ -11,11 +11,14 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 /// Ready once certificates and policy are loaded and every latch (e.g. each cluster watch's first
-/// complete list) is released.
+/// complete list) is released, and until shutdown begins.
 #[derive(Clone, Debug)]
 pub struct Readiness {
     started: Arc<AtomicBool>,
     pending: Arc<AtomicUsize>,
+    /// Set at the first SIGTERM/SIGINT: not ready from then on, while the webhook still serves
+    /// for `--shutdown-delay` (see `shutdown`).
+    stopping: Arc<AtomicBool>,
 }
 
 /// One thing readiness waits for; released once.
@@ -27,6 +30,7 @@ impl Default for Readiness {
         Self {
             started: Arc::new(AtomicBool::new(false)),
             pending: Arc::new(AtomicUsize::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -37,6 +41,11 @@ impl Readiness {
         self.started.store(true, Ordering::Release);
     }
 
+    /// Marks shutdown begun: not ready from now on, for good.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
     /// A latch that readiness waits for until it is released.
     pub fn latch(&self) -> Latch {
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -45,7 +54,9 @@ impl Readiness {
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) && self.pending.load(Ordering::Acquire) == 0
+        self.started.load(Ordering::Acquire)
+            && self.pending.load(Ordering::Acquire) == 0
+            && !self.stopping.load(Ordering::Acquire)
     }
 }
 
@@ -112,5 +123,16 @@ mod tests {
         assert!(!r.is_ready());
         b.release();
         assert!(r.is_ready());
+    }
+
+    #[test]
+    fn not_ready_once_stopping_even_if_started_again() {
+        let r = Readiness::default();
+        r.set_ready();
+        assert!(r.is_ready());
+        r.clone().set_stopping();
+        assert!(!r.is_ready());
+        r.set_ready();
+        assert!(!r.is_ready());
     }
 }

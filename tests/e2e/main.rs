@@ -18,6 +18,7 @@
 //!   ServiceCIDR objects, `--service-cidrs` winning, an API server outage, the 404 fallback.
 //! - [`audit`]: `dualstack-webhook audit` against seeded Services on a harness of its own.
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
+//! - [`rollout`]: a rolling update behind a test proxy, `--shutdown-delay` against none.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
@@ -32,6 +33,7 @@ mod manifests;
 mod nssel;
 mod pinned;
 mod regressions;
+mod rollout;
 mod setup;
 mod support;
 mod types;

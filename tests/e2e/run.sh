@@ -98,7 +98,7 @@ ADMIN_PORT="$(free_port)"
 KUBECONFIG="$WD/apiserver/kubeconfig" setsid "$WEBHOOK_BIN" serve \
   --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
   --tls-cert "$WD/webhook-certs/tls.crt" --tls-key "$WD/webhook-certs/tls.key" \
-  --policy "$E2E/policy.yaml" "${CLUSTER_ARGS[@]}" --reload-interval 1 \
+  --policy "$E2E/policy.yaml" "${CLUSTER_ARGS[@]}" --reload-interval 1 --shutdown-delay 0 \
   </dev/null >>"$WD/logs/webhook.log" 2>&1 &
 echo $! >"$WD/webhook.pid"
 # /readyz: certificates and policy loaded, and (with --watch-cluster) both watches listed once.

@@ -549,8 +549,9 @@ impl Webhook {
         }
     }
 
-    /// Starts the process; waits for `/readyz` with `wait_ready`, else only for `/healthz`.
-    fn spawn(&mut self, wait_ready: bool) {
+    /// Starts the process with `serve_args` added; waits for `/readyz` with `wait_ready`, else
+    /// only for `/healthz`.
+    fn spawn_with(&mut self, wait_ready: bool, serve_args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -580,6 +581,7 @@ impl Webhook {
             .arg(&self.policy)
             .arg("--reload-interval")
             .arg("1")
+            .args(serve_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -755,5 +757,55 @@ impl Drop for Harness {
             .arg(&self.dir)
             .stdin(Stdio::null())
             .output();
+    }
+}
+
+// === shutdown delay (rollout.rs) ===
+
+impl Webhook {
+    /// Starts the process with `--shutdown-delay 0`: the tests that stop a webhook want it gone
+    /// at once (a webhook outage, a restart on the same ports), not after the default delay that
+    /// a rollout needs.
+    fn spawn(&mut self, wait_ready: bool) {
+        self.spawn_with(wait_ready, &["--shutdown-delay", "0"]);
+    }
+
+    /// As [`Webhook::start`], with `--shutdown-delay secs` (see `rollout.rs`).
+    pub(crate) fn start_with_shutdown_delay(
+        name: &str,
+        cidrs: &str,
+        policy: &Path,
+        secs: u64,
+    ) -> Self {
+        let mut hook = Self::prepare(name, Some(cidrs), policy, None);
+        hook.spawn_with(true, &["--shutdown-delay", &secs.to_string()]);
+        hook
+    }
+
+    /// Sends SIGTERM and returns at once, as the kubelet does at the start of a pod's termination;
+    /// [`Webhook::has_exited`] tells when it has exited. Does nothing once it has exited.
+    pub(crate) fn sigterm(&mut self) {
+        if self.is_running()
+            && let Some(child) = &self.child
+        {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -TERM {}", child.id());
+        }
+    }
+
+    /// Whether the process has exited (after [`Webhook::sigterm`]). Once it has, the guard lets
+    /// go of it: dropping it then signals nobody (its pid may be reused).
+    pub(crate) fn has_exited(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+        if exited && self.child.take().is_some() {
+            let _ = std::fs::remove_file(&self.pid_file);
+        }
+        exited
     }
 }
