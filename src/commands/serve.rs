@@ -1,5 +1,6 @@
 //! `serve`: loads certificates and policy, binds both listeners, starts the reload and watch
-//! tasks, and serves until SIGTERM/SIGINT, then drains.
+//! tasks, and serves until SIGTERM/SIGINT; then not ready but serving for `--shutdown-delay`,
+//! then drains.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,7 +35,8 @@ pub(super) fn run_blocking(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `serve`: loads certificates and policy, binds both listeners, serves until SIGTERM/SIGINT or
-/// `stop`, then drains. Everything is validated before anything is served.
+/// `stop`, keeps serving (not ready) for `--shutdown-delay`, then drains (see [`shutdown`]).
+/// Everything is validated before anything is served.
 pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<()> {
     let ServeArgs {
         dev,
@@ -48,8 +50,10 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         log_format,
         watch_cluster,
         reload_interval,
+        shutdown_delay,
     } = args;
-    telemetry::init(log_format);
+    // Held to the end of `serve`: dropping it writes out the queued log lines.
+    let _log_writer = telemetry::init(log_format);
     let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let any = |port: u16| std::net::SocketAddr::from(([0, 0, 0, 0], port));
     let listen = listen.unwrap_or(if dev { local(8443) } else { any(8443) });
@@ -98,8 +102,13 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         cluster.service_cidrs,
     )));
     let readiness = Readiness::default();
-    let token = stop.child_token();
-    shutdown::on_signal(token.clone());
+    // On SIGTERM/SIGINT or `stop`: /readyz 503 at once, everything keeps running for
+    // --shutdown-delay (so the endpoints drop this pod first), then `token` stops the background
+    // tasks and the servers, which drain.
+    let token = shutdown::spawn(stop, Duration::from_secs(shutdown_delay), {
+        let readiness = readiness.clone();
+        move || readiness.set_stopping()
+    });
     if watch_cluster {
         let client = kube::Client::try_default()
             .await
@@ -147,9 +156,12 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         metrics,
         token.clone(),
     ));
+    // The admin port gets the webhook port's timeouts, head-size caps and connection handling,
+    // with its own connection caps (ServerOptions::admin).
     let admin = tokio::spawn(server::serve_plain(
         admin_listener,
         admin_app,
+        ServerOptions::admin(),
         token.clone(),
     ));
     readiness.set_ready();
