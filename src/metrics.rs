@@ -31,9 +31,20 @@ pub enum OutcomeLabel {
     warned,
     /// Denied.
     denied,
-    /// The body was not an AdmissionReview (4xx answer).
+    /// The body was not an AdmissionReview (400).
     invalid,
+    /// The body was over the limit (413).
+    too_large,
+    /// The body did not arrive in time (408).
+    timed_out,
+    /// The client reset the stream or closed the connection before the body was complete.
+    cancelled,
+    /// A large body while the memory budget had no room for it (503).
+    busy,
 }
+
+/// Why a request got no review answer: the `outcome` values from `invalid` on.
+pub type Refusal = OutcomeLabel;
 
 /// The `operation` label: the request's operation, or `unknown` for a body that was not read.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -231,12 +242,12 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts a request that was not an AdmissionReview (answered 4xx or 503, not timed).
-    pub fn invalid(&self, endpoint: Endpoint) {
+    /// Counts a request that got no review answer (4xx; not timed).
+    pub fn refused(&self, endpoint: Endpoint, refusal: Refusal) {
         let labels = ReviewLabels {
             endpoint: endpoint.into(),
             operation: OperationLabel::unknown,
-            outcome: OutcomeLabel::invalid,
+            outcome: refusal,
         };
         self.reviews.get_or_create(&labels).inc();
     }
@@ -311,7 +322,7 @@ mod tests {
             Outcome::Allowed,
             0.001,
         );
-        metrics.invalid(Endpoint::Validate);
+        metrics.refused(Endpoint::Validate, Refusal::invalid);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         // A family's series come out in no particular order.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use dualstack_webhook::server::routes::MAX_BODY_BYTES;
+use dualstack_webhook::server::body::MAX_BODY_BYTES;
 use dualstack_webhook::server::{MAX_CONCURRENT_STREAMS, ServerOptions};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::StatusCode;

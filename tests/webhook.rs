@@ -15,7 +15,8 @@ use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::metrics::Metrics;
 use dualstack_webhook::policy_file::watch_policy;
 use dualstack_webhook::server::admin::{self, Readiness};
-use dualstack_webhook::server::routes::{self, AppState, MAX_BODY_BYTES};
+use dualstack_webhook::server::body::{LARGE_POOL_BYTES, MAX_BODY_BYTES};
+use dualstack_webhook::server::routes::{self, AppState};
 use http_body_util::BodyExt as _;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -299,43 +300,114 @@ async fn a_body_that_never_arrives_gets_408() {
     assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
 }
 
+/// A request whose body never arrives holds nothing: hundreds of them (more than any slot count a
+/// server might keep) do not delay a review, and each ends at its body deadline. (The webhook used
+/// to take one of 64 slots per request when its headers arrived: 64 stalled requests made every
+/// other review wait a second and get 503.)
 #[tokio::test(start_paused = true)]
-async fn reviews_in_flight_are_bounded() {
-    use dualstack_webhook::server::routes::{MAX_IN_FLIGHT, SLOT_WAIT};
+async fn stalled_bodies_hold_nothing() {
     let (s, _) = state(policy(""));
     let app = routes::router(s);
-    // Fill every slot with a body that never arrives.
-    let mut stalled = Vec::new();
-    for _ in 0..MAX_IN_FLIGHT {
+    let stalled_request = |declared: Option<usize>| {
         let never = futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/mutate")
-            .body(Body::from_stream(never))
-            .unwrap();
-        stalled.push(tokio::spawn(app.clone().oneshot(req)));
+        let mut req = Request::builder().method(Method::POST).uri("/mutate");
+        if let Some(n) = declared {
+            req = req.header(header::CONTENT_LENGTH, n);
+        }
+        req.body(Body::from_stream(never)).unwrap()
+    };
+    let mut stalled = Vec::new();
+    for i in 0..300 {
+        let declared = [None, Some(4096), Some(MAX_BODY_BYTES)][i % 3];
+        stalled.push(tokio::spawn(app.clone().oneshot(stalled_request(declared))));
     }
     for _ in 0..10 {
-        tokio::task::yield_now().await; // let every stalled request take its slot
+        tokio::task::yield_now().await;
     }
-    // One more waits for a slot, then is told to retry; the stalled ones end at their body deadline.
     let started = tokio::time::Instant::now();
-    let (status, _, text) =
-        post(app.clone(), "/mutate", review(json!({"type": "ClusterIP"}))).await;
-    assert_eq!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        String::from_utf8_lossy(&text)
-    );
-    assert!(started.elapsed() >= SLOT_WAIT);
+    let (status, _, _) = post(app.clone(), "/mutate", review(json!({"type": "ClusterIP"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::ZERO, "the review waited");
     for s in stalled {
         assert_eq!(
             s.await.unwrap().unwrap().status(),
             StatusCode::REQUEST_TIMEOUT
         );
     }
-    // With the slots free again, reviews are answered.
-    let (status, _, _) = post(app, "/mutate", review(json!({"type": "ClusterIP"}))).await;
-    assert_eq!(status, StatusCode::OK);
+}
+
+/// Large bodies that fill their pool and stall keep no small review waiting: small bodies count
+/// against a pool of their own.
+#[tokio::test(start_paused = true)]
+async fn stalled_large_bodies_keep_no_small_review_waiting() {
+    let (s, _) = state(policy(""));
+    let app = routes::router(s);
+    let mut stalled = Vec::new();
+    // Enough maximum-size bodies, each declared and begun, to take the whole large pool and more.
+    for _ in 0..(LARGE_POOL_BYTES / MAX_BODY_BYTES + 3) {
+        let first =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{"))]);
+        let body = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/mutate")
+            .header(header::CONTENT_LENGTH, MAX_BODY_BYTES)
+            .body(Body::from_stream(body))
+            .unwrap();
+        stalled.push(tokio::spawn(app.clone().oneshot(req)));
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let body = review(json!({"type": "ClusterIP"}));
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/mutate")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::ZERO, "the small review waited");
+    // The pool holds as many as fit; the others were told at once to retry (503), and the ones
+    // it holds end at their body deadline (408).
+    let mut statuses = Vec::new();
+    for s in stalled {
+        statuses.push(s.await.unwrap().unwrap().status());
+    }
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(
+        (
+            count(StatusCode::REQUEST_TIMEOUT),
+            count(StatusCode::SERVICE_UNAVAILABLE)
+        ),
+        (LARGE_POOL_BYTES / MAX_BODY_BYTES, 3),
+        "{statuses:?}"
+    );
+}
+
+/// A client that goes away mid-body is counted as `cancelled`, not as an invalid review (a
+/// connection that resets thousands of streams must not look like a broken API server), and
+/// refusals are not timed as reviews.
+#[tokio::test]
+async fn a_body_cut_off_is_counted_as_cancelled() {
+    let (s, registry) = state(policy(""));
+    let broken = futures_util::stream::iter([
+        Ok(bytes::Bytes::from_static(b"{\"apiVersion\"")),
+        Err(std::io::Error::other("stream reset")),
+    ]);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/validate")
+        .body(Body::from_stream(broken))
+        .unwrap();
+    let res = routes::router(s).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let line = r#"dualstack_webhook_reviews_total{endpoint="validate",operation="unknown",outcome="cancelled"} 1"#;
+    assert!(text.contains(line), "{text}");
+    assert!(!text.contains("outcome=\"invalid\""), "{text}");
+    assert!(!text.contains("review_duration_seconds_count"), "{text}");
 }

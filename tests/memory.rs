@@ -1,0 +1,142 @@
+//! Memory under many maximum-size reviews at once, over real sockets. Alone in its test binary:
+//! it measures this process's peak RSS, which other tests in the same process would move.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use dualstack_webhook::server::ServerOptions;
+use dualstack_webhook::server::body::{LARGE_POOL_BYTES, MAX_BODY_BYTES};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::StatusCode;
+use hyper::body::Frame;
+
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to the current RSS.
+fn reset_hwm() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+/// A valid review of exactly `len` bytes (a Service with one large annotation), streamed slowly in
+/// 64 KiB chunks of one shared buffer, with its Content-Length, as the API server sends reviews.
+fn large_review(
+    len: usize,
+) -> (
+    usize,
+    http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+) {
+    let prefix = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-big","kind":{"group":"","version":"v1","kind":"Service"},"resource":{"group":"","version":"v1","resource":"services"},"name":"big","namespace":"apps","operation":"CREATE","userInfo":{"username":"x"},"object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"big","namespace":"apps","annotations":{"a":""#;
+    let suffix = br#""}},"spec":{"type":"ClusterIP","selector":{"a":"b"},"ports":[{"port":80}]}},"dryRun":false}}"#;
+    let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
+    let filler = len - prefix.len() - suffix.len();
+    let (whole, rest) = (filler / chunk.len(), filler % chunk.len());
+    let frames = std::iter::once(Bytes::from_static(prefix))
+        .chain(std::iter::repeat_n(chunk.clone(), whole))
+        .chain([chunk.slice(..rest), Bytes::from_static(suffix)]);
+    let slow = futures_util::StreamExt::then(futures_util::stream::iter(frames), |b| async move {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok::<_, std::io::Error>(Frame::data(b))
+    });
+    (len, StreamBody::new(slow).boxed())
+}
+
+/// 64 maximum-size reviews, sent slowly and all at once over eight HTTP/2 connections: the
+/// bodies being received count against a fixed budget (those it has no room for are answered 503
+/// at once), so the peak RSS stays inside the pod's memory limit minus a quarter (128 Mi − 25 %,
+/// for this whole test process, client included), memory comes back afterwards, and a
+/// well-behaved client keeps being answered. (Before the budget: 64 × 8 MiB could be buffered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_maximum_size_reviews_fit_the_memory_limit() {
+    const MAX: usize = MAX_BODY_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let (webhook, config) = start_in(dir.path(), ServerOptions::default()).await;
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let stream = connect(webhook.addr, with_alpn(&config, H2)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    let before = rss_kib();
+    reset_hwm();
+    let prober = Prober::start(webhook.addr, config.clone());
+    let mut sent = Vec::new();
+    for i in 0..64 {
+        let mut sender = senders[i % senders.len()].clone();
+        sent.push(tokio::spawn(async move {
+            let (len, body) = large_review(MAX);
+            let req = hyper::Request::post("https://localhost/mutate")
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .header(hyper::header::CONTENT_LENGTH, len)
+                .body(body)
+                .unwrap();
+            let res = sender.send_request(req).await?;
+            let status = res.status();
+            let _ = res.into_body().collect().await;
+            Ok::<_, hyper::Error>(status)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for s in sent {
+        statuses.push(bounded("a large review", s).await.unwrap());
+    }
+    let stats = prober.finish().await;
+    drop(senders);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (peak, after) = (vm_hwm_kib(), rss_kib());
+    let answered = statuses
+        .iter()
+        .filter(|s| matches!(s, Ok(StatusCode::OK)))
+        .count();
+    eprintln!(
+        "rss before {} MiB, peak {} MiB, after {} MiB; {answered} of 64 answered; {statuses:?}; prober {stats:?}",
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    // The webhook's own RSS under load is ~24 MiB (bench/results/summary.md): what the attack adds
+    // must fit the rest of 96 MiB.
+    assert!(
+        peak < before + 72 * 1024,
+        "peak RSS {} MiB, {} before",
+        peak / 1024,
+        before / 1024
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "RSS {} MiB after, {} before",
+        after / 1024,
+        before / 1024
+    );
+    // As many as the large-body pool holds are answered; the others are told at once to retry.
+    let pool = LARGE_POOL_BYTES / MAX;
+    assert!(
+        answered >= pool,
+        "only {answered} large reviews answered: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Ok(StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE))),
+        "{statuses:?}"
+    );
+    assert_served(&stats, Duration::from_millis(500));
+    webhook.stop().await;
+}
