@@ -236,20 +236,6 @@ async fn post_streamed(
     status
 }
 
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Resets this process's peak RSS (`VmHWM`) to the current RSS.
-fn reset_hwm() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
 #[tokio::test]
 async fn oversized_bodies_get_413_and_memory_stays_flat() {
     let _alone = MEMORY.write().await;

@@ -402,20 +402,6 @@ impl Timed {
 
 // === memory ===
 
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Resets this process's peak RSS (`VmHWM`) to the current RSS.
-fn reset_hwm() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
 /// User and system CPU time of this process so far.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();

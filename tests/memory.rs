@@ -15,20 +15,6 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::StatusCode;
 use hyper::body::Frame;
 
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Resets this process's peak RSS (`VmHWM`) to the current RSS.
-fn reset_hwm() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
 /// A valid review of exactly `len` bytes (a Service with one large annotation), streamed slowly in
 /// 64 KiB chunks of one shared buffer, with its Content-Length, as the API server sends reviews.
 fn large_review(

@@ -105,55 +105,39 @@ async fn handle(shared: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bo
     }
 }
 
-/// One event per review, with the request's endpoint, uid, namespace, name and operation.
+/// One event per review, with the request's endpoint, uid, namespace, name and operation: `info`
+/// for what changed or flagged something, `debug` for plain allows.
 fn log(endpoint: Endpoint, answer: &Answer) {
     let s = &answer.summary;
-    let (uid, namespace, name) = (&s.uid, &s.namespace, &s.name);
+    let (uid, namespace, name, denial) = (&s.uid, &s.namespace, &s.name, &s.denied);
     let (operation, dry_run) = (&answer.operation, s.dry_run);
-    match (answer.outcome, &s.denied) {
-        (Outcome::Denied, Some(denial)) => {
-            info!(
-                ?endpoint,
-                uid,
-                namespace,
-                name,
-                ?operation,
-                dry_run,
-                ?denial,
-                "denied"
-            );
-        }
-        (Outcome::Patched, _) => {
-            info!(
-                ?endpoint,
-                uid,
-                namespace,
-                name,
-                ?operation,
-                dry_run,
-                "patched"
-            );
-        }
-        (Outcome::Warned, _) => {
-            info!(
-                ?endpoint,
-                uid,
-                namespace,
-                name,
-                ?operation,
-                dry_run,
-                "allowed with warnings"
-            );
-        }
-        _ => debug!(
+    let what = match answer.outcome {
+        Outcome::Denied => "denied",
+        Outcome::Patched => "patched",
+        Outcome::Warned => "allowed with warnings",
+        Outcome::Allowed => "allowed",
+    };
+    if answer.outcome == Outcome::Allowed {
+        debug!(
             ?endpoint,
             uid,
             namespace,
             name,
             ?operation,
             dry_run,
-            "allowed"
-        ),
+            "{what}"
+        );
+    } else {
+        info!(
+            ?endpoint,
+            uid,
+            namespace,
+            name,
+            ?operation,
+            dry_run,
+            ?denial,
+            "{what}"
+        );
     }
 }
 

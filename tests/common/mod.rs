@@ -396,3 +396,18 @@ pub(crate) fn rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// This process's peak RSS in KiB (`VmHWM` in /proc/self/status).
+pub(crate) fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to the current RSS.
+pub(crate) fn reset_hwm() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
