@@ -1,4 +1,5 @@
-//! Memory under many maximum-size reviews at once, over real sockets. Alone in its test binary:
+//! Bodies over real sockets: memory under many maximum-size reviews at once, and stalled streams.
+//! In a test binary of their own:
 //! it measures this process's peak RSS, which other tests in the same process would move.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
@@ -124,5 +125,63 @@ async fn sixty_four_maximum_size_reviews_fit_the_memory_limit() {
         "{statuses:?}"
     );
     assert_served(&stats, Duration::from_millis(500));
+    webhook.stop().await;
+}
+
+/// Twenty HTTP/2 connections with every stream they may open (their headers sent, a small body
+/// declared, never a byte of it) hold nothing a review needs: a client on its own connection keeps
+/// its p99 under 50 ms. (Before: the 64 review slots were taken by the first 64 such streams, and
+/// every other review waited a second for one and got 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_on_twenty_connections_keep_no_review_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (webhook, config) = start_in(dir.path(), ServerOptions::default()).await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let stream = connect(webhook.addr, with_alpn(&config, H2)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..dualstack_webhook::server::MAX_CONCURRENT_STREAMS {
+            let mut sender = sender.clone();
+            let never = futures_util::stream::pending::<Result<Frame<Bytes>, std::io::Error>>();
+            let req = hyper::Request::post("https://localhost/mutate")
+                .header(hyper::header::CONTENT_LENGTH, 4096)
+                .body(StreamBody::new(never).boxed())
+                .unwrap();
+            stalled.push(tokio::spawn(async move { sender.send_request(req).await }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = connect(webhook.addr, with_alpn(&config, H2)).await.unwrap();
+    // As Go's client does: without it, Nagle holds the DATA frame behind the HEADERS frame until
+    // the server's delayed ACK, 40 ms a request.
+    stream.get_ref().0.set_nodelay(true).unwrap();
+    let mut client = h2_client(stream).await.unwrap();
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        let (status, body) = bounded("a review", h2_post(&mut client, "/mutate", REVIEW))
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+        assert!(is_good_answer(status, &body), "{status}");
+    }
+    latencies.sort();
+    let p99 = latencies[98];
+    eprintln!(
+        "p50 {:?} p99 {:?} with {} stalled streams",
+        latencies[49],
+        p99,
+        stalled.len()
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    for s in &stalled {
+        s.abort();
+    }
     webhook.stop().await;
 }
