@@ -1,6 +1,6 @@
 //! Bodies over real sockets: memory under many maximum-size reviews at once, and stalled streams.
-//! In a test binary of their own:
-//! it measures this process's peak RSS, which other tests in the same process would move.
+//! In a test binary of their own: the first measures this process's peak RSS, which other tests
+//! in the same process would move.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
