@@ -6,9 +6,11 @@
 //! - [`engine`]: what `/mutate` sets and what `/validate` judges.
 //! - [`apiserver_model`]: what kube-apiserver does with the dual-stack fields.
 //! - [`patch`]: a mutation as an RFC 6902 JSON Patch.
+//! - [`yaml_lines`]: the line of each node of a YAML text, for messages.
 
 pub mod apiserver_model;
 pub mod engine;
 pub mod patch;
 pub mod policy;
 pub mod service;
+pub mod yaml_lines;
