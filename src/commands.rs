@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod lint;
 pub mod report;
 pub mod review;
 pub mod serve;
@@ -28,6 +29,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Certs(args) => certs_cmd(args),
         Command::Check(args) => check_cmd(args),
         Command::Audit(args) => audit_cmd(args),
+        Command::Lint(args) => lint::run(args),
     };
     match result {
         Ok(code) => code,

@@ -29,6 +29,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Judge every Service of a cluster (KUBECONFIG or in-cluster) as /validate would (exit 1 on Deny).
     Audit(AuditArgs),
+    /// Check policy files for mistakes: errors (exit 1) and warnings, each with its field and line.
+    Lint(LintArgs),
 }
 
 /// `serve`.
@@ -133,6 +135,17 @@ pub struct CheckArgs {
     /// YAML files (multi-document) or directories of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// `lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// What the webhook knows of the cluster (without it, every shape of cluster is considered).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Policy files.
+    #[arg(required = true)]
+    pub policies: Vec<PathBuf>,
 }
 
 /// `audit`.

@@ -206,7 +206,7 @@ fn a_broken_policy_names_the_field_and_line() {
     let (_dir, policy) = policy_file(&format!("{HEADER}rules:\n  - name: a\n    acton: Deny\n"));
     let message = format!(
         "invalid policy file {policy} (--policy): rules[0]: unknown field `acton`, expected one of \
-         `name`, `match`, `require`, `defaults`, `upgradeExisting`, `action` at line 5 column 5"
+         `name`, `match`, `exclude`, `require`, `defaults`, `upgradeExisting`, `action` at line 5 column 5"
     );
     let out = run(&["review", "--policy", &policy], b"{}");
     assert_fails_with(&out, &message);
@@ -235,7 +235,7 @@ fn a_policy_of_valid_yaml_but_invalid_meaning_names_the_field() {
     assert_fails_with(
         &out,
         &format!(
-            "invalid policy file {policy} (--policy): rules[1].name: \"a\" is used by an earlier rule"
+            "invalid policy file {policy} (--policy): rules[1].name (line 5): \"a\" is used by an earlier rule"
         ),
     );
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
+use std::collections::HashSet;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use dualstack_webhook::domain::policy::Policy;
 use dualstack_webhook::metrics::Metrics;
-use dualstack_webhook::policy_file::watch_policy;
+use dualstack_webhook::policy_file::{lint_warnings, load_policy, log_warnings, watch_policy};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -264,6 +265,7 @@ impl Watched {
             path.to_owned(),
             loaded.as_bytes().to_vec(),
             policy.clone(),
+            None,
             Duration::from_millis(20),
             metrics,
             token.clone(),
@@ -441,5 +443,75 @@ async fn a_policy_reloaded_as_deeply_nested_is_refused_quickly_and_the_last_good
     a_few_polls().await;
     assert_eq!(watched.reloads("failure"), 1);
     assert_eq!(**watched.policy.load(), Policy::from_yaml(&v1).unwrap());
+    watched.stop().await;
+}
+
+// === lint warnings ===
+
+/// `serve` refuses a policy with a lint error (as any invalid policy) and logs its warnings: at
+/// load, then at each reload the warnings the policy it replaces did not have, once each (an
+/// edit that only moves a warning to another line does not repeat it).
+#[tokio::test]
+async fn lint_warnings_are_logged_at_load_and_new_ones_once_at_reload() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let p = path.display();
+    let v1 = format!("{HEADER}rules: [{{name: a, match: {{types: []}}}}]\n");
+    std::fs::write(&path, &v1).unwrap();
+    // At load, as `serve` does it.
+    let (policy, bytes) = load_policy(&path).unwrap();
+    log_warnings(
+        &path,
+        &lint_warnings(&bytes, &policy, None),
+        &mut HashSet::new(),
+    );
+    let empty_types = |line: usize| {
+        format!(
+            " WARN policy lint warning path={p} line={line} field=rules[0].match.types \
+             warning=is empty: the rule never applies"
+        )
+    };
+    assert_eq!(logs.lines(" WARN"), [empty_types(3)]);
+
+    let watched = Watched::start(&path, &v1);
+    // The same warning two lines down, and a new one: only the new one is logged.
+    let v2 = format!(
+        "{HEADER}# moved\n\nrules:\n  - {{name: a, match: {{types: []}}}}\n  \
+         - {{name: b, exclude: {{namespaces: []}}}}\n"
+    );
+    replace(&path, &v2);
+    watched
+        .wait_for("the reload counted", |w| w.reloads("success") == 1)
+        .await;
+    a_few_polls().await;
+    assert_eq!(
+        logs.lines(" WARN"),
+        [
+            empty_types(3),
+            format!(
+                " WARN policy lint warning path={p} line=7 field=rules[1].exclude.namespaces \
+                 warning=is empty: the exclude never applies"
+            ),
+        ]
+    );
+    // A policy with a lint error is refused like any invalid one; the last good stays.
+    replace(
+        &path,
+        &format!("{HEADER}rules: [{{name: a, exclude: {{}}}}]\n"),
+    );
+    watched
+        .wait_for("the failure counted", |w| w.reloads("failure") == 1)
+        .await;
+    assert_eq!(**watched.policy.load(), Policy::from_yaml(&v2).unwrap());
+    assert_eq!(
+        logs.lines(" WARN")[2],
+        format!(
+            " WARN policy reload failed; keeping the last good policy path={p} error=invalid \
+             policy file {p} (--policy): rules[0].exclude (line 3): must give at least one \
+             condition: an empty exclude would exclude every Service"
+        )
+    );
     watched.stop().await;
 }

@@ -231,6 +231,7 @@ async fn policy_reload_keeps_the_last_good_policy() {
         path.clone(),
         v1.clone().into_bytes(),
         s.policy.clone(),
+        None,
         Duration::from_millis(20),
         s.metrics.clone(),
         token.clone(),

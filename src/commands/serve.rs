@@ -2,6 +2,7 @@
 //! tasks, and serves until SIGTERM/SIGINT; then not ready but serving for `--shutdown-delay`,
 //! then drains.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::commands::{EXAMPLE_POLICY, certs};
 use crate::config::ServeArgs;
 use crate::domain::policy::Policy;
 use crate::metrics::Metrics;
-use crate::policy_file::{load_policy, watch_policy};
+use crate::policy_file::{lint_warnings, load_policy, log_warnings, watch_policy};
 use crate::server::admin::{self, Readiness};
 use crate::server::routes::{self, AppState};
 use crate::server::{self, ServerOptions, tls};
@@ -86,6 +87,12 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             (p, Some((path, bytes)))
         }
     };
+    // Errors refused the policy above; its warnings are logged (each reload logs the new ones).
+    if let Some((path, bytes)) = &policy_file {
+        let cidrs = cluster.service_cidrs.as_ref();
+        let warnings = lint_warnings(bytes, &policy_value, cidrs);
+        log_warnings(path, &warnings, &mut HashSet::new());
+    }
     let resolver = tls::CertResolver::load(&tls_cert, &tls_key)?;
     let tls_config = tls::server_config(resolver.clone(), client_ca.as_deref())?;
     let listener = TcpListener::bind(listen)
@@ -137,6 +144,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             path,
             bytes,
             policy.clone(),
+            cluster.load().service_cidrs.clone(),
             every,
             metrics.clone(),
             token.clone(),

@@ -204,8 +204,9 @@ pub fn validate(policy: &Policy, cluster: &Cluster, req: &Request<'_>) -> Decisi
     decision
 }
 
-/// The rules whose scope covers this Service (on UPDATE, the old or the new object: relabelling a
-/// Service out of a rule's scope does not escape it).
+/// The rules that apply to this Service: `match` covers it and `exclude` does not (on UPDATE, to the
+/// old or the new object: relabelling a Service out of a rule's scope, or into its `exclude`, does
+/// not escape it).
 fn matching_rules<'p>(
     policy: &'p Policy,
     cluster: &Cluster,
@@ -217,8 +218,7 @@ fn matching_rules<'p>(
     let ns_labels = cluster.namespace_labels(namespace);
     let in_scope = |rule: &Rule, svc: &Service| {
         let labels = &svc.metadata.labels;
-        rule.match_
-            .matches(namespace, &ns_labels, labels, svc.service_type())
+        rule.applies(namespace, &ns_labels, labels, svc.service_type())
     };
     policy
         .rules

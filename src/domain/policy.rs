@@ -1,30 +1,42 @@
 //! The policy file (`DualStackPolicy`): its schema, parsing and validation. Pure: text in, value out.
 
 pub mod limits;
+pub mod lint;
 pub mod selector;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::service::{IpFamily, IpFamilyPolicy, Labels, ServiceType};
+use crate::domain::yaml_lines::Lines;
 pub use selector::{LabelLookup, LabelSelector, glob_matches};
 
 /// The only `apiVersion` this build reads.
 pub const API_VERSION: &str = "dualstack-webhook/v1alpha1";
 /// The only `kind` this build reads.
 pub const KIND: &str = "DualStackPolicy";
+/// What a namespace glob may hold (the schema's pattern; [`lint`] says which character is wrong).
+const GLOB_PATTERN: &str = "^[a-z0-9*?-]+$";
 
 /// A parsed, validated policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "DualStackPolicy",
+    extend("required" = ["apiVersion", "kind"])
+)]
 pub struct Policy {
-    /// Must be [`API_VERSION`].
+    /// Must be `dualstack-webhook/v1alpha1`.
     #[serde(default)]
+    #[schemars(extend("const" = API_VERSION, "default" = API_VERSION))]
     pub api_version: String,
-    /// Must be [`KIND`].
+    /// Must be `DualStackPolicy`.
     #[serde(default)]
+    #[schemars(extend("const" = KIND, "default" = KIND))]
     pub kind: String,
-    /// Namespaces (name globs) that are never mutated or judged.
+    /// Namespaces (name globs: `*` any run of characters, `?` one) that are never mutated or judged.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = GLOB_PATTERN)))]
     pub exempt_namespaces: Vec<String>,
     /// Applied on CREATE to the fields the client left unset.
     #[serde(default)]
@@ -39,19 +51,20 @@ pub struct Policy {
 }
 
 /// Defaults for the dual-stack fields.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Defaults {
     /// The policy to set when the client set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_family_policy: Option<IpFamilyPolicy>,
-    /// Preferred family order, primary first.
+    /// Preferred family order, primary first: one or two distinct families.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2), extend("uniqueItems" = true))]
     pub ip_families: Option<Vec<IpFamily>>,
 }
 
 /// One rule: a scope, requirements on the final object, optional defaults and an action.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// Unique, shown in denials, warnings and audit annotations.
@@ -59,6 +72,10 @@ pub struct Rule {
     /// Which Services the rule applies to; omitted conditions match anything.
     #[serde(default, rename = "match")]
     pub match_: Match,
+    /// Services the rule leaves out although `match` covers them: all of its given conditions must
+    /// hold to exclude a Service (at least one must be given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Match>,
     /// What the final object must satisfy.
     #[serde(default)]
     pub require: Require,
@@ -74,11 +91,12 @@ pub struct Rule {
 }
 
 /// The scope of a rule. All given conditions must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Match {
-    /// Namespace name globs; any may match.
+    /// Namespace name globs (`*` any run of characters, `?` one); any may match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = GLOB_PATTERN)))]
     pub namespaces: Option<Vec<String>>,
     /// Selector on the namespace's labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,11 +110,12 @@ pub struct Match {
 }
 
 /// Requirements judged on the final (allocated) object.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Require {
-    /// Allowed values of `ipFamilyPolicy`.
+    /// Allowed values of `ipFamilyPolicy` (at least one), judged among those the cluster can store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub ip_family_policies: Option<Vec<IpFamilyPolicy>>,
     /// Required `ipFamilies[0]` (where the cluster has that family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,7 +126,7 @@ pub struct Require {
 }
 
 /// What a violated rule does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 pub enum Action {
     /// Refuse the request.
     #[default]
@@ -127,11 +146,13 @@ pub enum PolicyError {
     /// Nested deeper than [`limits::POLICY_MAX_DEPTH`]; refused before it is parsed.
     #[error("{0}")]
     TooDeep(#[source] limits::TooDeep),
-    /// Valid YAML, invalid meaning.
-    #[error("{field}: {reason}")]
+    /// Valid YAML, invalid meaning (an error of [`lint`]).
+    #[error("{field}{}: {reason}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Invalid {
         /// Path of the offending field, e.g. `rules[2].name`.
         field: String,
+        /// The line of the field (or of its nearest parent the text has).
+        line: Option<usize>,
         /// What is wrong.
         reason: String,
     },
@@ -140,73 +161,35 @@ pub enum PolicyError {
 // === impl Policy ===
 
 impl Policy {
-    /// Parses and validates a policy document. An empty document (nothing, or only whitespace and
-    /// comments) is the empty policy: no defaults, no rules, so it changes nothing and denies nothing.
+    /// Parses and validates a policy document: refused on a syntax error or on the first error
+    /// [`lint`] finds, with the field and its line. An empty document (nothing, or only whitespace
+    /// and comments) is the empty policy: no defaults, no rules, so it changes nothing and denies
+    /// nothing.
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        let policy = Self::from_yaml_unchecked(text)?;
+        if let Some(error) = lint::errors(&policy).into_iter().next() {
+            let line = Lines::of(text).line(0, &error.field);
+            return Err(PolicyError::Invalid {
+                field: error.field,
+                line,
+                reason: error.message,
+            });
+        }
+        Ok(policy)
+    }
+
+    /// Parses a policy document without judging its meaning: what `lint` reads, to report every
+    /// error rather than the first. Use [`Policy::from_yaml`] for a policy to enforce.
+    pub fn from_yaml_unchecked(text: &str) -> Result<Self, PolicyError> {
         // Before the parser: its cost grows with the square of the nesting (see `limits`).
         limits::check_depth(text, limits::POLICY_MAX_DEPTH).map_err(PolicyError::TooDeep)?;
         // An empty YAML document is `null`, which `Option` reads as `None`.
         let parsed: Option<Policy> = serde_yaml_ng::from_str(text).map_err(PolicyError::Syntax)?;
-        let Some(policy) = parsed else {
-            return Ok(Self {
-                api_version: API_VERSION.to_owned(),
-                kind: KIND.to_owned(),
-                ..Self::default()
-            });
-        };
-        policy.validate()?;
-        Ok(policy)
-    }
-
-    fn validate(&self) -> Result<(), PolicyError> {
-        if self.api_version != API_VERSION {
-            return Err(invalid(
-                "apiVersion",
-                format!("must be {API_VERSION}, got {:?}", self.api_version),
-            ));
-        }
-        if self.kind != KIND {
-            return Err(invalid(
-                "kind",
-                format!("must be {KIND}, got {:?}", self.kind),
-            ));
-        }
-        check_defaults("defaults", &self.defaults)?;
-        let mut seen = std::collections::HashSet::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            let at = format!("rules[{i}]");
-            if rule.name.trim().is_empty() {
-                return Err(invalid(&format!("{at}.name"), "must be set".into()));
-            }
-            if !seen.insert(rule.name.as_str()) {
-                return Err(invalid(
-                    &format!("{at}.name"),
-                    format!("{:?} is used by an earlier rule", rule.name),
-                ));
-            }
-            if let Some(d) = &rule.defaults {
-                check_defaults(&format!("{at}.defaults"), d)?;
-            }
-            for (field, sel) in [
-                ("namespaceSelector", &rule.match_.namespace_selector),
-                ("objectSelector", &rule.match_.object_selector),
-            ] {
-                if let Some(Err((j, reason))) = sel.as_ref().map(LabelSelector::check) {
-                    let path = format!("{at}.match.{field}.matchExpressions[{j}]");
-                    return Err(invalid(&path, reason.into()));
-                }
-            }
-            if rule
-                .require
-                .ip_family_policies
-                .as_ref()
-                .is_some_and(Vec::is_empty)
-            {
-                let path = format!("{at}.require.ipFamilyPolicies");
-                return Err(invalid(&path, "must list at least one policy".into()));
-            }
-        }
-        Ok(())
+        Ok(parsed.unwrap_or_else(|| Self {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            ..Self::default()
+        }))
     }
 
     /// Whether the namespace is exempt: never mutated or judged.
@@ -217,34 +200,78 @@ impl Policy {
     }
 }
 
-fn check_defaults(at: &str, d: &Defaults) -> Result<(), PolicyError> {
-    if let Some(families) = &d.ip_families {
-        if families.is_empty() || families.len() > 2 {
-            return Err(invalid(
-                &format!("{at}.ipFamilies"),
-                "must list one or two families, primary first".into(),
-            ));
-        }
-        if families.len() == 2 && families[0] == families[1] {
-            return Err(invalid(
-                &format!("{at}.ipFamilies[1]"),
-                format!("duplicate family {}", families[1]),
-            ));
-        }
-    }
-    Ok(())
+/// The policy file's JSON Schema (draft 2020-12), generated from the types above: what
+/// `docs/policy.schema.json` holds, for editors (yaml-language-server) and kubeconform. It checks
+/// the shape (fields, types, enum values); [`lint`] checks the meaning. Optional fields are
+/// written or left out: the schema does not allow them to be `null`, which the webhook reads as
+/// left out.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Policy).to_value();
+    // An optional field is written or left out, never `null`: the schema says only the former,
+    // which keeps editors' completions and the validators' messages about the field itself.
+    drop_null(&mut schema);
+    schema
 }
 
-fn invalid(field: &str, reason: String) -> PolicyError {
-    PolicyError::Invalid {
-        field: field.to_owned(),
-        reason,
+/// Removes `null` from every `type` list and `anyOf` of a schema (schemars allows it for `Option`).
+fn drop_null(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = schema else {
+        if let Value::Array(items) = schema {
+            items.iter_mut().for_each(drop_null);
+        }
+        return;
+    };
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            map.insert("type".to_owned(), only);
+        }
+    }
+    let is_null = |v: &Value| v.get("type").is_some_and(|t| t == "null");
+    if let Some(Value::Array(any_of)) = map.get("anyOf")
+        && let [a, b] = any_of.as_slice()
+        && (is_null(a) || is_null(b))
+    {
+        let Value::Object(kept) = (if is_null(a) { b } else { a }).clone() else {
+            return;
+        };
+        map.remove("anyOf");
+        map.extend(kept);
+    }
+    map.values_mut().for_each(drop_null);
+}
+
+// === impl Rule ===
+
+impl Rule {
+    /// Whether the rule applies to a Service of this type, with these labels, in this namespace
+    /// (with these labels): `match` matches it and `exclude` (if any) does not.
+    pub fn applies(
+        &self,
+        namespace: &str,
+        namespace_labels: &impl LabelLookup,
+        labels: &Labels,
+        type_: Option<ServiceType>,
+    ) -> bool {
+        self.match_
+            .matches(namespace, namespace_labels, labels, type_)
+            && !self
+                .exclude
+                .as_ref()
+                .is_some_and(|e| e.matches(namespace, namespace_labels, labels, type_))
     }
 }
 
 // === impl Match ===
 
 impl Match {
+    /// No condition at all: matches every Service.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Whether a Service of this type, with these labels, in this namespace (with these labels) is in scope.
     pub fn matches(
         &self,

@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Labels of an object.
@@ -20,7 +21,9 @@ pub type Labels = BTreeMap<String, String>;
 pub struct InvalidValue;
 
 /// An IP family (`spec.ipFamilies[i]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum IpFamily {
     /// IPv4.
     IPv4,
@@ -29,7 +32,7 @@ pub enum IpFamily {
 }
 
 /// `spec.ipFamilyPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum IpFamilyPolicy {
     /// One family.
     SingleStack,
@@ -40,7 +43,7 @@ pub enum IpFamilyPolicy {
 }
 
 /// `spec.type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ServiceType {
     /// The default.
     ClusterIP,

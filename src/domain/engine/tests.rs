@@ -530,8 +530,15 @@ fn dual_stack_false_means_single_stack() {
         None,
         stored("v4v6", spec().policy("PreferDualStack")),
     );
-    assert!(
-        matches!(&d.denial, Some((_, Denial(f))) if f[0].violation == Violation::NotSingleStack)
+    let Some((_, Denial(findings))) = &d.denial else {
+        panic!("denied expected: {d:?}")
+    };
+    let advice = m(Some(SingleStack), Some(&[IPv4]));
+    assert_eq!(findings[0].violation, Violation::NotSingleStack { advice });
+    assert_eq!(
+        findings[0].violation.to_string(),
+        "the Service has two IP families, must be single-stack; set spec.ipFamilyPolicy: \
+         SingleStack and spec.ipFamilies: [IPv4]"
     );
     assert!(judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec())).allowed());
 }
@@ -604,4 +611,358 @@ fn a_type_change_that_unfreezes_prefer_dual_stack_is_said_r3_5() {
             .warnings
             .is_empty()
     );
+}
+
+// === exclude ===
+
+/// A rule applies where `match` matches and `exclude` does not; all of exclude's given conditions
+/// must hold to exclude (Kyverno's semantics).
+#[test]
+fn exclude_leaves_out_what_all_its_conditions_match() {
+    let p = policy(
+        r#"rules:
+  - name: dual
+    match: {namespaces: ["prod-*"]}
+    exclude:
+      namespaces: ["prod-legacy*"]
+      objectSelector: {matchLabels: {tier: old}}
+    require: {dualStack: true}
+"#,
+    );
+    let single = stored("v4v6", spec());
+    let cases = [
+        ("prod-a", &[("tier", "old")][..], true),
+        ("prod-legacy", &[("tier", "new")][..], true),
+        // Both conditions hold: excluded.
+        ("prod-legacy", &[("tier", "old")][..], false),
+        ("prod-legacy-2", &[("tier", "old")][..], false),
+        // Not matched at all.
+        ("dev", &[][..], false),
+    ];
+    for (ns, labels, applies) in cases {
+        let svc = service(ns, "web", labels, single.clone());
+        let req = Request {
+            operation: Operation::Create,
+            namespace: ns,
+            object: Some(&svc),
+            old_object: None,
+        };
+        let d = validate(&p, &cluster("v4v6"), &req);
+        assert_eq!(!d.allowed(), applies, "{ns} {labels:?}: {d:?}");
+    }
+}
+
+/// On UPDATE the rule applies if it applies to the old object or the new one: relabelling a
+/// Service into the exclude does not escape the rule.
+#[test]
+fn relabelling_into_the_exclude_does_not_escape_a_rule() {
+    let p = policy(
+        "rules: [{name: web, exclude: {objectSelector: {matchLabels: {tier: old}}}, require: {dualStack: true}}]\n",
+    );
+    let c = cluster("v4v6");
+    let cidrs = c.service_cidrs.clone().unwrap();
+    let dual = stored("v4v6", spec().policy("RequireDualStack"));
+    let single =
+        crate::domain::apiserver_model::update(&dual, &dual.clone().policy("SingleStack"), &cidrs)
+            .unwrap();
+    let judge_update = |old_labels: &[(&str, &str)], new_labels: &[(&str, &str)]| {
+        let old = service("prod-a", "web", old_labels, dual.clone());
+        let new = service("prod-a", "web", new_labels, single.clone());
+        let req = Request {
+            operation: Operation::Update,
+            namespace: "prod-a",
+            object: Some(&new),
+            old_object: Some(&old),
+        };
+        validate(&p, &c, &req).allowed()
+    };
+    assert!(!judge_update(&[], &[("tier", "old")]), "into the exclude");
+    assert!(!judge_update(&[("tier", "old")], &[]), "out of the exclude");
+    assert!(
+        judge_update(&[("tier", "old")], &[("tier", "old")]),
+        "excluded both times"
+    );
+}
+
+// === advice ===
+
+/// The denial of one rule on one Service, as text.
+fn denial_text(p: &Policy, c: &str, s: ServiceSpec) -> Option<String> {
+    let d = judge(p, c, Operation::Create, None, s);
+    let (name, denial) = d.denial.as_ref()?;
+    Some(DenialMessage { name, denial }.to_string())
+}
+
+/// `ipFamilyPolicies` is judged among the policies the cluster can store (RequireDualStack needs
+/// two families, R3.13), and the advice names the first of them: never a policy the API server
+/// refuses on this cluster.
+#[test]
+fn policy_advice_names_a_policy_the_cluster_stores_r3_13() {
+    let only_require =
+        policy("rules: [{name: r, require: {ipFamilyPolicies: [RequireDualStack]}}]\n");
+    // Not judged where it cannot be met.
+    assert_eq!(denial_text(&only_require, "v4", stored("v4", spec())), None);
+    assert_eq!(
+        denial_text(&only_require, "v4v6", stored("v4v6", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": ipFamilyPolicy is \
+         SingleStack, allowed: RequireDualStack; set spec.ipFamilyPolicy: RequireDualStack"
+    );
+    let require_or_prefer = policy(
+        "rules: [{name: r, require: {ipFamilyPolicies: [RequireDualStack, PreferDualStack]}}]\n",
+    );
+    assert_eq!(
+        denial_text(&require_or_prefer, "v4", stored("v4", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": ipFamilyPolicy is \
+         SingleStack, allowed: RequireDualStack, PreferDualStack; set spec.ipFamilyPolicy: \
+         PreferDualStack"
+    );
+    // Unknown cluster: every policy is assumed storable, as before.
+    assert_eq!(
+        denial_text(&require_or_prefer, "unknown", stored("v4", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": ipFamilyPolicy is \
+         SingleStack, allowed: RequireDualStack, PreferDualStack; set spec.ipFamilyPolicy: \
+         RequireDualStack"
+    );
+}
+
+/// The policy advised meets the rule's other requirements too: with `dualStack: true`, the first
+/// allowed dual-stack policy, not SingleStack.
+#[test]
+fn policy_advice_meets_the_whole_rule() {
+    let p = policy(
+        "rules: [{name: r, require: {ipFamilyPolicies: [SingleStack, PreferDualStack], dualStack: true}}]\n",
+    );
+    let d = judge(
+        &p,
+        "v4v6",
+        Operation::Create,
+        None,
+        stored("v4v6", spec().policy("RequireDualStack")),
+    );
+    assert_eq!(
+        d.findings[0].violation,
+        Violation::PolicyNotAllowed {
+            actual: Some(RequireDualStack),
+            allowed: vec![SingleStack, PreferDualStack],
+            advice: m(Some(PreferDualStack), None),
+        }
+    );
+}
+
+/// The families advised are only those the cluster has (R3.14): both where it is known to be
+/// dual-stack and the policy is dual, else the required one alone (the API server adds the other
+/// where it can, R3.16); one under SingleStack (R3.9).
+#[test]
+fn family_advice_lists_only_families_the_cluster_has_r3_14() {
+    let p = policy("rules: [{name: r, require: {primaryFamily: IPv6}}]\n");
+    let advice = |c: &str, s: ServiceSpec| {
+        let d = judge(&p, c, Operation::Create, None, s);
+        d.findings[0].violation.advice().clone()
+    };
+    let prefer = spec().policy("PreferDualStack");
+    assert_eq!(
+        advice("v4v6", stored("v4v6", prefer.clone())),
+        m(None, Some(&[IPv6, IPv4]))
+    );
+    assert_eq!(
+        advice("v4v6", stored("v4v6", spec())),
+        m(None, Some(&[IPv6]))
+    );
+    assert_eq!(
+        advice("unknown", stored("v4v6", prefer)),
+        m(None, Some(&[IPv6]))
+    );
+    assert_eq!(
+        denial_text(&p, "unknown", stored("v4", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": primary IP family \
+         (ipFamilies[0]) is IPv4, must be IPv6; set spec.ipFamilies: [IPv6] (an existing \
+         Service's primary family cannot change: recreate it)"
+    );
+}
+
+/// `dualStack: true` names the dual-stack policies the rule allows, RequireDualStack first.
+#[test]
+fn dual_stack_advice_names_the_policies_the_rule_allows() {
+    let text = |allowed: &str| {
+        let p = policy(&format!(
+            "rules: [{{name: r, require: {{ipFamilyPolicies: {allowed}, dualStack: true}}}}]\n"
+        ));
+        denial_text(
+            &p,
+            "v4v6",
+            stored("v4v6", spec().policy("PreferDualStack").families(&["IPv4"])),
+        )
+    };
+    // PreferDualStack with one family on a dual-stack cluster is upgraded by the API server
+    // (R3.16): the only way to one family is SingleStack, which is not allowed here.
+    assert_eq!(text("[PreferDualStack, SingleStack]"), None);
+    let p = policy("rules: [{name: r, require: {dualStack: true}}]\n");
+    assert_eq!(
+        denial_text(&p, "v4v6", stored("v4v6", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": the Service has one \
+         IP family, must be dual-stack; set spec.ipFamilyPolicy: RequireDualStack (or \
+         PreferDualStack) and leave spec.ipFamilies unset or list both families"
+    );
+    let p = policy(
+        "rules: [{name: r, require: {ipFamilyPolicies: [SingleStack, PreferDualStack], dualStack: true}}]\n",
+    );
+    assert_eq!(
+        denial_text(&p, "v4v6", stored("v4v6", spec())).unwrap(),
+        "Service \"prod-a/web\" violates the dual-stack policy: rule \"r\": the Service has one \
+         IP family, must be dual-stack; set spec.ipFamilyPolicy: PreferDualStack and leave \
+         spec.ipFamilies unset or list both families"
+    );
+}
+
+mod advice_properties {
+    //! The advice of every finding, applied to the Service as the client sent it, is accepted by
+    //! the API server (the model) and meets the rule, on every shape of cluster the webhook knows
+    //! (for clients that pin no cluster IP: pinned IPs decide the families, R3.10).
+
+    use proptest::prelude::*;
+    use proptest::sample::{select, subsequence};
+
+    use super::*;
+    use crate::domain::policy::lint::{self, Severity};
+    use crate::domain::yaml_lines::Lines;
+
+    /// What the webhook and the API server make of a CREATE: the stored spec and the findings of
+    /// `/validate`, or `None` when the API server refuses it.
+    fn admit(p: &Policy, c: &Cluster, sent: &ServiceSpec) -> Option<Vec<Finding>> {
+        let cidrs = c.service_cidrs.as_ref()?;
+        let svc = service("apps", "web", &[("app", "web")], sent.clone());
+        let req = Request {
+            operation: Operation::Create,
+            namespace: "apps",
+            object: Some(&svc),
+            old_object: None,
+        };
+        let patched = mutate(p, c, &req).mutation.apply(sent);
+        let stored = crate::domain::apiserver_model::create(&patched, cidrs).ok()?;
+        let after = service("apps", "web", &[("app", "web")], stored);
+        let req = Request {
+            object: Some(&after),
+            ..req
+        };
+        Some(validate(p, c, &req).findings)
+    }
+
+    /// Whether some choice of the dual-stack fields, the rest of the Service as sent, is accepted
+    /// and meets the policy: where none is (e.g. R3.12 gives a headless Service without selector
+    /// two families under PreferDualStack on any cluster), no advice can be right.
+    fn satisfiable(p: &Policy, c: &Cluster, sent: &ServiceSpec) -> bool {
+        let policies = [
+            None,
+            Some(SingleStack),
+            Some(PreferDualStack),
+            Some(RequireDualStack),
+        ];
+        let families: [Option<&[IpFamily]>; 5] = [
+            None,
+            Some(&[IPv4]),
+            Some(&[IPv6]),
+            Some(&[IPv4, IPv6]),
+            Some(&[IPv6, IPv4]),
+        ];
+        policies.iter().any(|policy| {
+            families.iter().any(|f| {
+                let choice = sent.clone().with(|s| {
+                    s.ip_family_policy = policy.map(|p| p.as_str().to_owned());
+                    s.ip_families = f.map(|f| f.iter().map(|x| x.as_str().to_owned()).collect());
+                });
+                admit(p, c, &choice).is_some_and(|findings| findings.is_empty())
+            })
+        })
+    }
+
+    prop_compose! {
+        fn arb_sent()(
+            type_ in select(vec!["ClusterIP", "NodePort", "LoadBalancer"]),
+            headless in any::<bool>(),
+            selector in any::<bool>(),
+            families in proptest::option::of(select(vec![
+                vec!["IPv4"], vec!["IPv6"], vec!["IPv4", "IPv6"], vec!["IPv6", "IPv4"],
+            ])),
+            policy in proptest::option::of(select(vec![
+                "SingleStack", "PreferDualStack", "RequireDualStack",
+            ])),
+        ) -> ServiceSpec {
+            let mut s = spec().type_(type_);
+            if headless { s = s.headless(); }
+            if !selector { s = s.selectorless(); }
+            if let Some(f) = families { s = s.families(&f); }
+            if let Some(p) = policy { s = s.policy(p); }
+            s
+        }
+    }
+
+    prop_compose! {
+        fn arb_policy_text()(
+            allowed in proptest::option::of(subsequence(
+                vec!["SingleStack", "PreferDualStack", "RequireDualStack"], 1..=3,
+            ).prop_shuffle()),
+            primary in proptest::option::of(select(vec!["IPv4", "IPv6"])),
+            dual in proptest::option::of(any::<bool>()),
+            default_policy in proptest::option::of(select(vec![
+                "SingleStack", "PreferDualStack", "RequireDualStack",
+            ])),
+            default_families in proptest::option::of(select(vec![
+                "[IPv4]", "[IPv6]", "[IPv4, IPv6]", "[IPv6, IPv4]",
+            ])),
+        ) -> String {
+            let mut require = Vec::new();
+            if let Some(a) = allowed { require.push(format!("ipFamilyPolicies: [{}]", a.join(", "))); }
+            if let Some(f) = primary { require.push(format!("primaryFamily: {f}")); }
+            if let Some(d) = dual { require.push(format!("dualStack: {d}")); }
+            let mut defaults = Vec::new();
+            if let Some(p) = default_policy { defaults.push(format!("ipFamilyPolicy: {p}")); }
+            if let Some(f) = default_families { defaults.push(format!("ipFamilies: {f}")); }
+            format!(
+                "defaults: {{{}}}\nrules: [{{name: r, require: {{{}}}}}]\n",
+                defaults.join(", "),
+                require.join(", ")
+            )
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn advice_is_accepted_and_meets_the_rule(text in arb_policy_text(), sent in arb_sent()) {
+            let full = format!("apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n{text}");
+            // Contradictions are refused by the lint: nothing to advise.
+            let Ok(p) = Policy::from_yaml(&full) else { return Ok(()) };
+            for shape in ServiceCidrs::every_shape() {
+                // A rule the lint says cannot be met here flags every Service: no advice can help.
+                let unsatisfiable = lint::lint(&p, &Lines::default(), Some(&shape))
+                    .iter()
+                    .any(|f| f.severity == Severity::Warning && f.field == "rules[0].require");
+                if unsatisfiable {
+                    continue;
+                }
+                let c = Cluster::with_cidrs(Some(shape.clone()));
+                let Some(findings) = admit(&p, &c, &sent) else { continue };
+                let Some(first) = findings.first() else { continue };
+                if !satisfiable(&p, &c, &sent) {
+                    continue;
+                }
+                let advice = first.violation.advice();
+                for f in &findings {
+                    prop_assert_eq!(f.violation.advice(), advice, "one advice per rule");
+                }
+                let advised = advice.apply(&sent);
+                let after = admit(&p, &c, &advised);
+                prop_assert!(
+                    after.is_some(),
+                    "{:?}: the API server refuses the advised {:?} (advice {:?}, findings {:?})",
+                    shape, advised, advice, findings
+                );
+                prop_assert_eq!(
+                    after.unwrap_or_default(), vec![],
+                    "{:?}: advised {:?} (advice {:?}, findings {:?})", shape, advised, advice, findings
+                );
+            }
+        }
+    }
 }

@@ -113,11 +113,16 @@ fn bad_enum_values_are_named() {
 fn a_duplicate_rule_name_is_refused_at_the_second_rule() {
     assert_eq!(
         error("rules: [{name: a}, {name: b}, {name: a}]\n"),
-        "rules[2].name: \"a\" is used by an earlier rule"
+        "rules[2].name (line 3): \"a\" is used by an earlier rule"
     );
     assert_eq!(
-        Policy::from_yaml("rules: []\n").unwrap_err().to_string(),
-        "apiVersion: must be dualstack-webhook/v1alpha1, got \"\""
+        error("rules:\n  - name: a\n  - name: b\n  - name: a\n"),
+        "rules[2].name (line 6): \"a\" is used by an earlier rule"
+    );
+    // A field the text lacks: the line of its nearest parent (here the document).
+    assert_eq!(
+        Policy::from_yaml("\nrules: []\n").unwrap_err().to_string(),
+        "apiVersion (line 2): must be dualstack-webhook/v1alpha1, got \"\""
     );
 }
 
@@ -147,11 +152,95 @@ fn semantic_errors_name_the_field() {
             "rules: [{name: a, require: {ipFamilyPolicies: []}}]\n",
             "rules[0].require.ipFamilyPolicies",
         ),
+        ("rules: [{name: a, exclude: {}}]\n", "rules[0].exclude"),
+        ("exemptNamespaces: [\"a_b\"]\n", "exemptNamespaces[0]"),
+        (
+            "rules: [{name: a, exclude: {namespaces: [\"x*\", \"X\"]}}]\n",
+            "rules[0].exclude.namespaces[1]",
+        ),
+        (
+            "rules: [{name: a, match: {objectSelector: {matchLabels: {\"a b\": c}}}}]\n",
+            "rules[0].match.objectSelector.matchLabels.a b",
+        ),
+        (
+            "rules: [{name: a, require: {ipFamilyPolicies: [SingleStack], dualStack: true}}]\n",
+            "rules[0].require.dualStack",
+        ),
+        (
+            "rules: [{name: a, require: {primaryFamily: IPv6}, defaults: {ipFamilies: [IPv4]}}]\n",
+            "rules[0].defaults.ipFamilies[0]",
+        ),
     ];
     for (body, field) in cases {
         match parse(body) {
             Err(PolicyError::Invalid { field: f, .. }) => assert_eq!(f, field, "{body}"),
             other => panic!("{body}: expected Invalid at {field}, got {other:?}"),
+        }
+    }
+}
+
+/// A lint error refuses the policy with the field and its line, as a syntax error is refused.
+#[test]
+fn lint_errors_refuse_the_policy_with_the_field_and_line() {
+    assert_eq!(
+        error("rules:\n  - name: a\n    match:\n      namespaces: [prod-a, \"legacy-[abc\"]\n"),
+        "rules[0].match.namespaces[1] (line 6): \"legacy-[abc\" is not a namespace glob: '[' is \
+         not allowed (namespace names have lowercase letters, digits and '-'; globs add '*' and '?')"
+    );
+    assert_eq!(
+        error("rules:\n  - name: a\n    exclude: {}\n"),
+        "rules[0].exclude (line 5): must give at least one condition: an empty exclude would \
+         exclude every Service"
+    );
+    // Warnings do not refuse a policy.
+    let p = parse("rules: [{name: a, match: {types: []}}]\n").unwrap();
+    assert_eq!(p.rules[0].match_.types, Some(vec![]));
+}
+
+#[test]
+fn exclude_has_the_fields_of_match() {
+    let p = parse(
+        "rules: [{name: a, exclude: {namespaces: [\"legacy-*\"], types: [NodePort], \
+         namespaceSelector: {matchLabels: {t: x}}, objectSelector: {matchLabels: {app: db}}}}]\n",
+    )
+    .unwrap();
+    let exclude = p.rules[0].exclude.as_ref().unwrap();
+    assert_eq!(exclude.namespaces, Some(vec!["legacy-*".to_owned()]));
+    assert_eq!(exclude.types, Some(vec![ServiceType::NodePort]));
+    let labels = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    };
+    let rule = &p.rules[0];
+    let (ns, svc) = (labels(&[("t", "x")]), labels(&[("app", "db")]));
+    let np = Some(ServiceType::NodePort);
+    assert!(
+        !rule.applies("legacy-a", &ns, &svc, np),
+        "every condition holds"
+    );
+    assert!(rule.applies("legacy-a", &ns, &svc, Some(ServiceType::ClusterIP)));
+    assert!(rule.applies("prod-a", &ns, &svc, np));
+    assert!(rule.applies("legacy-a", &labels(&[]), &svc, np));
+    assert!(rule.applies("legacy-a", &ns, &labels(&[]), np));
+}
+
+/// The policies the repository ships lint clean, on every shape of cluster and on each one.
+#[test]
+fn the_shipped_policies_lint_clean() {
+    use crate::cluster::ServiceCidrs;
+    use crate::domain::yaml_lines::Lines;
+    for text in [
+        include_str!("../../../manifests/policy.yaml"),
+        include_str!("../../../tests/fixtures/policy.yaml"),
+        include_str!("../../../tests/e2e/policy.yaml"),
+        include_str!("../../../tests/e2e/policy-isolated.yaml"),
+    ] {
+        let p = Policy::from_yaml(text).unwrap();
+        assert_eq!(lint::lint(&p, &Lines::of(text), None), vec![]);
+        for shape in ServiceCidrs::every_shape().iter().filter(|c| c.is_dual()) {
+            assert_eq!(lint::lint(&p, &Lines::of(text), Some(shape)), vec![]);
         }
     }
 }
