@@ -13,8 +13,10 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## unit: cargo test (unit, table, property, service and real-socket TLS tests)
+## unit: cargo test (unit, table, property, service and real-socket TLS tests), after
+## tests/install-deps.sh (tests/outputs.rs runs xmllint)
 unit:
+	tests/install-deps.sh
 	$(CARGO) test --locked
 
 ## fixtures: every tests/fixtures request over curl --cacert and through `review`

@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cluster::Cluster;
 use crate::config::{AuditArgs, CertsArgs, CheckArgs, Cli, Command, OutputFormat};
+use crate::domain::policy::Policy;
 use crate::policy_file::load_policy;
 
 /// The example policy, embedded for `serve --dev`.
@@ -88,9 +88,23 @@ fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
 
 fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = load_policy(&args.policy)?;
-    let cluster = Cluster::with_cidrs(args.cluster.service_cidrs);
-    let rows = check::check(&policy, &cluster, &args.paths)?;
-    print_rows(&rows, args.output)?;
+    let mut known = check::Knowledge {
+        service_cidrs: args.cluster.service_cidrs,
+        default_namespace: args.namespace,
+        ..check::Knowledge::default()
+    };
+    if let Some(file) = &args.namespace_labels {
+        known.namespaces = check::read_namespace_labels(file)?;
+    }
+    if args.namespaces_from_cluster {
+        let from_cluster = runtime()?.block_on(async {
+            let client = audit::connect().await?;
+            audit::namespace_labels(client).await
+        })?;
+        known.namespaces.extend(from_cluster);
+    }
+    let rows = check::check(&policy, &known, &args.paths)?;
+    print_rows(&rows, args.output, &policy)?;
     Ok(if report::failed(&rows) {
         ExitCode::from(1)
     } else {
@@ -100,15 +114,11 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = load_policy(&args.policy)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    let rows = runtime.block_on(async {
+    let rows = runtime()?.block_on(async {
         let client = audit::connect().await?;
         audit::audit(client, &policy, args.cluster.service_cidrs).await
     })?;
-    print_rows(&rows, args.output)?;
+    print_rows(&rows, args.output, &policy)?;
     Ok(if report::failed(&rows) {
         ExitCode::from(1)
     } else {
@@ -116,12 +126,16 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_rows(rows: &[report::Row], output: OutputFormat) -> anyhow::Result<()> {
-    let text = match output {
-        OutputFormat::Table => report::table(rows),
-        OutputFormat::Json => report::json(rows).context("cannot encode the rows as json")?,
-    };
-    print!("{text}");
+/// A runtime for the commands that read a cluster once.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn print_rows(rows: &[report::Row], output: OutputFormat, policy: &Policy) -> anyhow::Result<()> {
+    print!("{}", report::render(rows, output, policy)?);
     Ok(())
 }
 

@@ -132,7 +132,17 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// YAML files (multi-document) or directories of them.
+    /// The namespace of objects that name none (as `kubectl apply --namespace` would set it).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Namespace objects (YAML or JSON, e.g. `kubectl get namespaces -o yaml`) whose labels
+    /// namespaceSelector rules read, beside the Namespaces among the manifests.
+    #[arg(long, value_name = "FILE")]
+    pub namespace_labels: Option<PathBuf>,
+    /// Read the namespaces' labels from the cluster (KUBECONFIG or in-cluster), as the webhook would.
+    #[arg(long)]
+    pub namespaces_from_cluster: bool,
+    /// YAML or JSON files (multi-document, Lists opened), directories of them, or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -187,6 +197,13 @@ pub enum OutputFormat {
     Table,
     /// A JSON array.
     Json,
+    /// JUnit XML, for CI test reports.
+    Junit,
+    /// SARIF 2.1.0, for code scanning.
+    Sarif,
+    /// PolicyReports (wgpolicyk8s.io/v1alpha2), one per namespace, as Kyverno writes them.
+    #[value(name = "policyreport")]
+    PolicyReport,
 }
 
 fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {

@@ -120,8 +120,11 @@ fn check_judges_manifests_as_the_cluster_would() {
     };
     // Mutated to the rule's RequireDualStack, allocated IPv6 first: compliant.
     assert_eq!(row("web")["verdict"], "ok");
-    assert_eq!(row("web")["policy"], "RequireDualStack");
-    assert_eq!(row("web")["families"], serde_json::json!(["IPv6", "IPv4"]));
+    assert_eq!(row("web")["ipFamilyPolicy"], "RequireDualStack");
+    assert_eq!(
+        row("web")["ipFamilies"],
+        serde_json::json!(["IPv6", "IPv4"])
+    );
     assert_eq!(row("legacy-lb")["verdict"], "deny");
     assert!(
         row("legacy-lb")["message"]
@@ -149,7 +152,7 @@ fn check_judges_manifests_as_the_cluster_would() {
         b"",
     );
     let text = String::from_utf8(table.stdout).unwrap();
-    assert!(text.starts_with("NAMESPACE  NAME"), "{text}");
+    assert!(text.starts_with("FILE"), "{text}");
     assert!(
         text.lines()
             .any(|l| l.contains("legacy-lb") && l.contains("deny")),
@@ -282,7 +285,7 @@ fn check_names_a_missing_path() {
     let out = run(&["check", "--policy", POLICY, "/nonexistent"], b"");
     assert_fails_with(
         &out,
-        "cannot read /nonexistent: No such file or directory (os error 2)",
+        "nothing to check: /nonexistent: No such file or directory (os error 2)",
     );
 }
 

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test scripts use (curl, jq, openssl) when they are missing.
+# Installs the Debian packages the tests use when their tools are missing: curl, jq and openssl
+# (the test scripts) and xmllint (libxml2-utils; tests/outputs.rs validates JUnit output with it).
 set -euo pipefail
-missing=()
-for tool in curl jq openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-((${#missing[@]})) || exit 0
+tools=() packages=()
+# TOOL or TOOL:PACKAGE, where the package has another name.
+for entry in curl jq openssl xmllint:libxml2-utils; do
+  tool=${entry%%:*} package=${entry#*:}
+  command -v "$tool" >/dev/null || { tools+=("$tool"); packages+=("$package"); }
+done
+((${#tools[@]})) || exit 0
 if [[ $(id -u) != 0 ]]; then
-  echo "install-deps: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+  echo "install-deps: missing ${tools[*]}; install them (apt-get install ${packages[*]})" >&2
   exit 2
 fi
-echo "install-deps: installing ${missing[*]}" >&2
+echo "install-deps: installing ${packages[*]} (for ${tools[*]})" >&2
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null

@@ -106,20 +106,34 @@ fn check_refuses_a_deeply_nested_manifest_naming_it() {
         "]".repeat(DEEP)
     );
     std::fs::write(&deep, body).unwrap();
-    // A malformed document fails the whole check (exit 2), naming the file, as a YAML error does.
-    assert_fails_with(
-        &run(&["check", "--policy", POLICY, dir.path().to_str().unwrap()]),
-        &format!(
-            "{}: nested deeper than 128 levels at line 3",
-            deep.display()
-        ),
+    // The deep document is a row of its own, refused before it is parsed; the rest is judged.
+    let out = run(&[
+        "check",
+        "--policy",
+        POLICY,
+        "--output",
+        "json",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unreadable document fails the check"
     );
-    // Block nesting, 100 k levels in 200 KB.
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "a");
+    assert_eq!(rows[1]["file"], deep.to_str().unwrap());
+    assert_eq!(rows[1]["verdict"], "error");
+    assert_eq!(
+        rows[1]["message"],
+        "nested deeper than 128 levels at line 3"
+    );
+    // Block nesting, 100 k levels in 200 KB; alone, nothing is read (exit 2).
     std::fs::write(&deep, "- ".repeat(DEEP) + "x\n").unwrap();
     assert_fails_with(
         &run(&["check", "--policy", POLICY, deep.to_str().unwrap()]),
         &format!(
-            "{}: nested deeper than 128 levels at line 1",
+            "nothing to check: {}: nested deeper than 128 levels at line 1",
             deep.display()
         ),
     );
@@ -133,7 +147,7 @@ fn check_refuses_a_manifest_over_16_mib() {
     file.set_len(16 * 1024 * 1024 + 1).unwrap();
     assert_fails_with(
         &run(&["check", "--policy", POLICY, big.to_str().unwrap()]),
-        &format!("cannot read {}: larger than 16 MiB", big.display()),
+        &format!("nothing to check: {}: larger than 16 MiB", big.display()),
     );
 }
 
@@ -174,14 +188,33 @@ fn check_refuses_a_directory_symlink_loop_naming_it() {
     // Two links back up: without loop detection, 2^40 paths before the kernel's ELOOP limit.
     symlink("..", sub.join("loop-a")).unwrap();
     symlink("..", sub.join("loop-b")).unwrap();
-    assert_fails_with(
-        &run(&["check", "--policy", POLICY, root.to_str().unwrap()]),
-        &format!(
-            "cannot read {}: a symlink loop leads back to {}",
-            sub.join("loop-a").display(),
-            root.display()
-        ),
+    // Each loop is a row of its own; the Service is judged once.
+    let out = run(&[
+        "check",
+        "--policy",
+        POLICY,
+        "--output",
+        "json",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let loops: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r["verdict"] == "error")
+        .map(|r| (r["file"].as_str().unwrap(), r["message"].as_str().unwrap()))
+        .collect();
+    let back_to_root = format!("a symlink loop leads back to {}", root.display());
+    let (a, b) = (sub.join("loop-a"), sub.join("loop-b"));
+    assert_eq!(
+        loops,
+        [
+            (a.to_str().unwrap(), back_to_root.as_str()),
+            (b.to_str().unwrap(), back_to_root.as_str())
+        ]
     );
+    assert_eq!(rows.iter().filter(|r| r["name"] == "a").count(), 1);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `audit`: judge every Service a cluster stores against the policy, as `/validate` would, so an operator
 //! sees what a new policy would break before turning it on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
 
 use k8s_openapi::api::core::v1::{Namespace, Service as KubeService};
@@ -15,7 +15,7 @@ use crate::cluster::{Cluster, ServiceCidrs};
 use crate::commands::check::judge_stored_service;
 use crate::commands::report::Row;
 use crate::domain::policy::Policy;
-use crate::domain::service::Service;
+use crate::domain::service::{Labels, Service};
 
 /// Why the cluster could not be audited.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,19 @@ fn no_cluster_reason(error: &InferConfigError) -> String {
     }
 }
 
+/// The labels of every namespace of the cluster.
+pub async fn namespace_labels(client: Client) -> Result<HashMap<String, Labels>, AuditError> {
+    let namespaces = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| AuditError::List("namespaces", e))?;
+    Ok(namespaces
+        .items
+        .iter()
+        .map(|ns| (ns.name_any(), labels_of(ns)))
+        .collect())
+}
+
 /// Lists namespaces, service CIDRs (unless given) and Services, and judges every Service.
 pub async fn audit(
     client: Client,
@@ -77,10 +90,7 @@ pub async fn audit(
     static_cidrs: Option<ServiceCidrs>,
 ) -> Result<Vec<Row>, AuditError> {
     let lp = ListParams::default();
-    let namespaces = Api::<Namespace>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| AuditError::List("namespaces", e))?;
+    let namespaces = namespace_labels(client.clone()).await?;
     let service_cidrs = match static_cidrs {
         Some(c) => Some(c),
         None => match Api::<ServiceCIDR>::all(client.clone()).list(&lp).await {
@@ -99,11 +109,7 @@ pub async fn audit(
     };
     let cluster = Cluster {
         service_cidrs,
-        namespaces: namespaces
-            .items
-            .iter()
-            .map(|ns| (ns.name_any(), labels_of(ns)))
-            .collect(),
+        namespaces,
     };
     let services = Api::<KubeService>::all(client)
         .list(&lp)
@@ -112,7 +118,7 @@ pub async fn audit(
     let mut rows: Vec<Row> = services
         .items
         .iter()
-        .map(|item| judge_stored_service(policy, &cluster, "cluster", &Service::from(item)))
+        .map(|item| judge_stored_service(policy, &cluster, &Service::from(item)))
         .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(rows)

@@ -17,6 +17,8 @@
 //! - [`cluster`]: `--watch-cluster` on harnesses and webhooks of their own: readiness, ranges from
 //!   ServiceCIDR objects, `--service-cidrs` winning, an API server outage, the 404 fallback.
 //! - [`audit`]: `dualstack-webhook audit` against seeded Services on a harness of its own.
+//! - [`check`]: `dualstack-webhook check`'s verdicts on a corpus of manifests against what a
+//!   harness and webhook of their own do with each create (three cluster shapes).
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`rollout`]: a rolling update behind a test proxy, `--shutdown-delay` against none.
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
@@ -26,6 +28,7 @@
 mod actions;
 mod audit;
 mod bench;
+mod check;
 mod cluster;
 mod defaults;
 mod failure;
@@ -33,6 +36,7 @@ mod manifests;
 mod nssel;
 mod pinned;
 mod regressions;
+mod reports;
 mod rollout;
 mod setup;
 mod support;
