@@ -6,6 +6,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod lint;
+pub mod policy_test;
 pub mod report;
 pub mod review;
 pub mod serve;
@@ -30,6 +31,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check(args) => check_cmd(args),
         Command::Audit(args) => audit_cmd(args),
         Command::Lint(args) => lint::run(args),
+        Command::Test(args) => policy_test::run(args),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Check policy files for mistakes: errors (exit 1) and warnings, each with its field and line.
     Lint(LintArgs),
+    /// Run policy test suites: Services, a policy and the expected result of each (exit 1 on a failure).
+    Test(TestArgs),
 }
 
 /// `serve`.
@@ -156,6 +158,14 @@ pub struct LintArgs {
     /// Policy files.
     #[arg(required = true)]
     pub policies: Vec<PathBuf>,
+}
+
+/// `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test suite files, or directories searched for them (`dualstack-test.yaml`).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `audit`.
