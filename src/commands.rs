@@ -11,13 +11,15 @@ pub mod report;
 pub mod review;
 pub mod serve;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::cluster::ServiceCidrs;
 use crate::config::{AuditArgs, CertsArgs, CheckArgs, Cli, Command, OutputFormat};
 use crate::domain::policy::Policy;
-use crate::policy_file::load_policy;
+use crate::policy_file::{lint_warnings, load_policy};
 
 /// The example policy, embedded for `serve --dev`.
 pub const EXAMPLE_POLICY: &str = include_str!("../manifests/policy.yaml");
@@ -89,7 +91,13 @@ fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (policy, _) = load_policy(&args.policy)?;
+    let (policy, bytes) = load_policy(&args.policy)?;
+    print_lint_warnings(
+        &args.policy,
+        &bytes,
+        &policy,
+        args.cluster.service_cidrs.as_ref(),
+    );
     let mut known = check::Knowledge {
         service_cidrs: args.cluster.service_cidrs,
         default_namespace: args.namespace,
@@ -115,7 +123,13 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (policy, _) = load_policy(&args.policy)?;
+    let (policy, bytes) = load_policy(&args.policy)?;
+    print_lint_warnings(
+        &args.policy,
+        &bytes,
+        &policy,
+        args.cluster.service_cidrs.as_ref(),
+    );
     let rows = runtime()?.block_on(async {
         let client = audit::connect().await?;
         audit::audit(client, &policy, args.cluster.service_cidrs).await
@@ -126,6 +140,13 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The policy's lint warnings on stderr, as `lint` prints them (its errors refused it already).
+fn print_lint_warnings(path: &Path, bytes: &[u8], policy: &Policy, cidrs: Option<&ServiceCidrs>) {
+    for w in lint_warnings(bytes, policy, cidrs) {
+        eprintln!("{}:{}: {w}", path.display(), w.line.unwrap_or(1));
+    }
 }
 
 /// A runtime for the commands that read a cluster once.

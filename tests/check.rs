@@ -149,8 +149,8 @@ fn namespace_labels_come_from_a_file_or_stay_unknown() {
     assert_eq!(out[0]["verdict"], "unknown");
     assert_eq!(
         out[0]["message"],
-        "ok if namespace \"shop\"'s labels do not match the namespaceSelector of rule \"public-dual\"; \
-         deny if namespace \"shop\"'s labels match the namespaceSelector of rule \"public-dual\": \
+        "ok if rule \"public-dual\" does not apply in namespace \"shop\" (by its labels); \
+         deny if rule \"public-dual\" applies in namespace \"shop\" (by its labels): \
          Service \"shop/one\" violates the dual-stack policy: rule \"public-dual\": the Service has one IP family, must be dual-stack; \
          set spec.ipFamilyPolicy: RequireDualStack (or PreferDualStack) and leave spec.ipFamilies unset or list both families; \
          give --namespace-labels or --namespaces-from-cluster to decide"
@@ -429,4 +429,77 @@ fn an_exempt_service_the_api_server_refuses_is_refused() {
         "the stored fields, not the manifest's"
     );
     assert_eq!(out[0]["ipFamilyPolicy"], "SingleStack");
+}
+
+/// An `exclude` whose namespaceSelector reads unknown labels leaves the rule undecided too.
+#[test]
+fn an_exclude_on_unknown_labels_is_tried_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nrules:\n  - name: all-but-internal\n    match: {types: [ClusterIP]}\n    exclude: {namespaceSelector: {matchLabels: {exposure: internal}}}\n    require: {dualStack: true}\n",
+    );
+    let policy = policy.to_str().unwrap();
+    let single = "apiVersion: v1\nkind: Service\nmetadata: {name: one, namespace: shop}\nspec: {ipFamilyPolicy: SingleStack, ports: [{port: 80}]}\n";
+    let (out, code) = rows(
+        &["--policy", policy, "--service-cidrs", DUAL_V6, "-"],
+        single,
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(out[0]["verdict"], "unknown");
+    let message = out[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "ok if rule \"all-but-internal\" does not apply in namespace \"shop\" (by its labels); \
+             deny if rule \"all-but-internal\" applies in namespace \"shop\" (by its labels): "
+        ),
+        "{message}"
+    );
+    let internal = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop, labels: {{exposure: internal}}}}\n---\n{single}"
+    );
+    let (out, code) = rows(
+        &["--policy", policy, "--service-cidrs", DUAL_V6, "-"],
+        &internal,
+    );
+    assert_eq!(
+        (out[0]["verdict"].as_str(), code),
+        (Some("ok"), Some(0)),
+        "excluded"
+    );
+    let public = internal.replace("internal", "public");
+    let (out, code) = rows(
+        &["--policy", policy, "--service-cidrs", DUAL_V6, "-"],
+        &public,
+    );
+    assert_eq!(
+        (out[0]["verdict"].as_str(), code),
+        (Some("deny"), Some(1)),
+        "not excluded"
+    );
+}
+
+/// The policy's lint warnings go to stderr, as `lint` prints them; the rows are unchanged.
+#[test]
+fn lint_warnings_of_the_policy_are_printed_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nrules:\n  - name: never\n    match: {types: []}\n    require: {dualStack: true}\n",
+    );
+    let out = check_cmd(&["--policy", policy.to_str().unwrap(), "-"], LB_IN_PROD);
+    assert_eq!(out.status.code(), Some(0));
+    let lint = Command::new(BIN)
+        .args(["lint", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let lint = String::from_utf8(lint.stdout).unwrap();
+    let warning = lint.lines().next().unwrap();
+    assert!(
+        warning.contains(": warning: rules[0].match.types: "),
+        "{lint}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{warning}\n"));
 }

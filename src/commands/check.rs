@@ -14,7 +14,7 @@ use crate::cluster::{Cluster, NAMESPACE_NAME_LABEL, ServiceCidrs};
 use crate::commands::report::{Row, Source, Verdict};
 use crate::domain::apiserver_model;
 use crate::domain::engine::{self, DenialMessage, Operation, Request};
-use crate::domain::policy::{Action, Policy, Rule};
+use crate::domain::policy::{Action, LabelSelector, Policy, Rule};
 use crate::domain::service::{Labels, Service, ServiceSpec};
 use allocator::Allocator;
 use inputs::Entry;
@@ -65,19 +65,19 @@ pub fn check(
     }
     let mut known = known.clone();
     known.namespaces.extend(inputs.namespaces);
-    let pinned = inputs.entries.iter().filter_map(|e| match e {
-        Entry::Service(_, svc) => Some(svc.as_ref()),
-        Entry::Problem(..) => None,
-    });
-    let pinned: Vec<&Service> = pinned.collect();
+    let services: Vec<&Service> = (inputs.entries.iter())
+        .filter_map(|e| match e {
+            Entry::Service(_, svc) => Some(svc.as_ref()),
+            Entry::Problem(..) => None,
+        })
+        .collect();
     // One allocator per cluster that may be: the known one, else one of each shape.
     let shapes = match &known.service_cidrs {
         Some(cidrs) => vec![cidrs.clone()],
         None => ServiceCidrs::every_shape(),
     };
-    let mut shapes: Vec<Allocator> = shapes
-        .iter()
-        .map(|cidrs| Allocator::new(cidrs, pinned.iter().copied()))
+    let mut shapes: Vec<Allocator> = (shapes.iter())
+        .map(|cidrs| Allocator::new(cidrs, services.iter().copied()))
         .collect();
     Ok(inputs
         .entries
@@ -266,9 +266,19 @@ impl Scenario {
         };
         let mut policy = policy.clone();
         if matching {
+            // The rule applies: its match's selector holds and its exclude's does not.
             for rule in &mut policy.rules {
                 if unknown_rules.contains(&rule.name.as_str()) {
-                    rule.match_.namespace_selector = None;
+                    if reads_labels(&rule.match_.namespace_selector) {
+                        rule.match_.namespace_selector = None;
+                    }
+                    if rule
+                        .exclude
+                        .as_ref()
+                        .is_some_and(|e| reads_labels(&e.namespace_selector))
+                    {
+                        rule.exclude = None;
+                    }
                 }
             }
         } else {
@@ -280,23 +290,29 @@ impl Scenario {
     }
 }
 
-/// The names of the rules whose namespaceSelector reads a label other than the namespace's name
-/// (which every namespace carries, so a selector on it alone is decided without knowing labels).
+/// The names of the rules whose `match` or `exclude` has a namespaceSelector that reads labels.
 fn rules_reading_labels(policy: &Policy) -> Vec<&str> {
-    let reads_labels = |rule: &Rule| {
-        rule.match_.namespace_selector.as_ref().is_some_and(|s| {
-            s.match_labels.keys().any(|k| k != NAMESPACE_NAME_LABEL)
-                || s.match_expressions
-                    .iter()
-                    .any(|e| e.key != NAMESPACE_NAME_LABEL)
-        })
+    let reads = |rule: &Rule| {
+        reads_labels(&rule.match_.namespace_selector)
+            || (rule.exclude.as_ref()).is_some_and(|e| reads_labels(&e.namespace_selector))
     };
     policy
         .rules
         .iter()
-        .filter(|r| reads_labels(r))
+        .filter(|r| reads(r))
         .map(|r| r.name.as_str())
         .collect()
+}
+
+/// Whether a namespaceSelector reads a label other than the namespace's name (which every
+/// namespace carries, so a selector on it alone is decided without knowing labels).
+fn reads_labels(selector: &Option<LabelSelector>) -> bool {
+    selector.as_ref().is_some_and(|s| {
+        s.match_labels.keys().any(|k| k != NAMESPACE_NAME_LABEL)
+            || s.match_expressions
+                .iter()
+                .any(|e| e.key != NAMESPACE_NAME_LABEL)
+    })
 }
 
 /// What happens to a Service created on one cluster: the webhook's mutation, the API server's
@@ -438,9 +454,14 @@ fn describe(
                 .all(|s| s.unknown_rules_match == at[0].unknown_rules_match)
             {
                 let names: Vec<String> = unknown_rules.iter().map(|r| format!("{r:?}")).collect();
-                let not = if matching { "" } else { " do not" };
+                let (rule, apply) = match (names.len(), matching) {
+                    (1, true) => ("rule", "applies"),
+                    (1, false) => ("rule", "does not apply"),
+                    (_, true) => ("rules", "apply"),
+                    (_, false) => ("rules", "do not apply"),
+                };
                 when = format!(
-                    " if namespace {namespace:?}'s labels{not} match the namespaceSelector of rule {}",
+                    " if {rule} {} {apply} in namespace {namespace:?} (by its labels)",
                     names.join(", ")
                 );
             }
