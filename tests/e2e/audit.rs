@@ -131,7 +131,7 @@ async fn audit_judges_stored_services() {
         }
         assert_eq!(row["type"], "ClusterIP", "{row}");
         // Every row shows the stored stack, exempt ones too (regressions::audit_exempt_rows_show_the_stored_stack).
-        assert!(!row["cluster_ips"].as_array().unwrap().is_empty(), "{row}");
+        assert!(!row["clusterIPs"].as_array().unwrap().is_empty(), "{row}");
     }
     // The deny row says what is wrong and what to set, as the webhook's denial would.
     let deny = by_name["e2e-deny/single"];

@@ -38,10 +38,10 @@ async fn audit_exempt_rows_show_the_stored_stack() {
         .find(|r| r["namespace"] == "e2e-exempt" && r["name"] == "single")
         .expect("e2e-exempt/single listed");
     assert_eq!(row["verdict"], "exempt");
-    assert_eq!(row["policy"], "SingleStack", "{row}");
-    assert_eq!(row["families"], json!(["IPv4"]), "{row}");
+    assert_eq!(row["ipFamilyPolicy"], "SingleStack", "{row}");
+    assert_eq!(row["ipFamilies"], json!(["IPv4"]), "{row}");
     assert_eq!(
-        row["cluster_ips"].as_array().map(Vec::len),
+        row["clusterIPs"].as_array().map(Vec::len),
         Some(1),
         "{row}"
     );
