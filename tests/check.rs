@@ -105,8 +105,8 @@ fn a_verdict_that_depends_on_the_cluster_says_on_what() {
     assert_eq!(
         out[0]["message"],
         "ok on IPv4 clusters; \
-         refused on IPv6 clusters: the API server would refuse it: spec.clusterIPs[0]: IPv4 is not configured on this cluster (R3.10); \
-         warn on dual-stack clusters: rule \"prefer-ipv6-first\": primary family IPv4 but IPv6 required; \
+         refused on IPv6 clusters: the API server would refuse it: spec.clusterIPs[0]: IPv4 is not configured on this cluster; \
+         warn on dual-stack clusters: Service \"apps/pinned\": rule \"prefer-ipv6-first\": primary family IPv4 but IPv6 required; \
          give --service-cidrs to decide"
     );
     assert_eq!(out[0]["rules"], json!(["prefer-ipv6-first"]));
@@ -295,7 +295,7 @@ items:
     assert_eq!(row(&out, "d")["verdict"], "refused");
     assert_eq!(
         row(&out, "d")["message"],
-        "the API server would refuse it: spec.clusterIPs: failed to allocate IP 10.96.0.1: provided IP is already allocated (R3.17)"
+        "the API server would refuse it: spec.clusterIPs: failed to allocate IP 10.96.0.1: provided IP is already allocated"
     );
     // The primary range's first address is the `default/kubernetes` Service's.
     let (out, _) = rows(
@@ -311,8 +311,8 @@ items:
     assert_eq!(row(&out, "d")["verdict"], "refused");
     assert_eq!(
         row(&out, "d")["message"],
-        "refused on IPv4 or dual-stack clusters: the API server would refuse it: spec.clusterIPs: failed to allocate IP 10.96.0.1: provided IP is already allocated (R3.17); \
-         refused on IPv6 clusters: the API server would refuse it: spec.clusterIPs[0]: IPv4 is not configured on this cluster (R3.10)"
+        "refused on IPv4 or dual-stack clusters: the API server would refuse it: spec.clusterIPs: failed to allocate IP 10.96.0.1: provided IP is already allocated; \
+         refused on IPv6 clusters: the API server would refuse it: spec.clusterIPs[0]: IPv4 is not configured on this cluster"
     );
 }
 
@@ -418,7 +418,7 @@ fn an_exempt_service_the_api_server_refuses_is_refused() {
     assert_eq!(out[0]["verdict"], "refused");
     assert_eq!(
         out[0]["message"],
-        "the API server would refuse it: spec.ipFamilies[0]: not configured on this cluster (R3.14)"
+        "the API server would refuse it: spec.ipFamilies[0]: not configured on this cluster"
     );
     let (out, code) = rows(&["--policy", EXAMPLE, "--service-cidrs", DUAL_V6, "-"], dns);
     assert_eq!(code, Some(0));
@@ -502,4 +502,46 @@ fn lint_warnings_of_the_policy_are_printed_on_stderr() {
         "{lint}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{warning}\n"));
+}
+
+/// `enforcement: Warn` (a staged rollout): a Deny rule's Service is `warn`, with the warning the
+/// webhook would send, and `check` exits 0; the same policy enforced as written denies it.
+#[test]
+fn a_deny_rule_warns_under_enforcement_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "rules:\n  - name: dual\n    require: {dualStack: true}\n    action: Deny\n";
+    let header = "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n";
+    let warn = write(
+        dir.path(),
+        "warn.yaml",
+        &format!("{header}enforcement: Warn\n{rules}"),
+    );
+    let deny = write(dir.path(), "deny.yaml", &format!("{header}{rules}"));
+    let single = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ipFamilyPolicy: SingleStack, ports: [{port: 80}]}\n";
+    let run = |policy: &Path| {
+        let policy = policy.to_str().unwrap();
+        rows(
+            &["--policy", policy, "--service-cidrs", DUAL_V6, "-"],
+            single,
+        )
+    };
+
+    let (out, code) = run(&warn);
+    assert_eq!(code, Some(0), "{out:#?}");
+    assert_eq!(out[0]["verdict"], "warn");
+    assert_eq!(out[0]["rules"], json!(["dual"]));
+    assert_eq!(
+        out[0]["message"],
+        "Service \"shop/web\": rule \"dual\": single-stack but dual-stack required"
+    );
+
+    let (out, code) = run(&deny);
+    assert_eq!(code, Some(1), "{out:#?}");
+    assert_eq!(out[0]["verdict"], "deny");
+    assert_eq!(
+        out[0]["message"],
+        "Service \"shop/web\" violates the dual-stack policy: rule \"dual\": the Service has one IP \
+         family, must be dual-stack; set spec.ipFamilyPolicy: RequireDualStack (or PreferDualStack) \
+         and leave spec.ipFamilies unset or list both families"
+    );
 }

@@ -341,7 +341,7 @@ fn requirements_the_given_cluster_cannot_meet_are_warnings() {
         &[
             &format!(
                 "p.yaml:5: warning: rules[0].require.ipFamilyPolicies: RequireDualStack, the only \
-                 policy allowed, is refused on {here} (R3.13): not judged there"
+                 policy allowed, is refused on {here}: not judged there"
             ),
             &format!(
                 "p.yaml:5: warning: rules[0].require.primaryFamily: {here} has no IPv6: not judged \
@@ -446,5 +446,41 @@ fn an_unreadable_file_exits_2_and_the_others_are_still_linted() {
             ),
             code: Some(2),
         }
+    );
+}
+
+/// `enforcement` changes what a violation does, not whether a rule can work: the same warnings
+/// under each enforcement; an unknown value is an error with its line.
+#[test]
+fn enforcement_changes_no_finding() {
+    let rest = "defaults:
+  ipFamilyPolicy: PreferDualStack
+rules:
+  - name: legacy
+    match: {namespaces: [\"legacy-*\"]}
+    require: {ipFamilyPolicies: [SingleStack]}
+";
+    for enforcement in ["Deny", "Warn", "Audit"] {
+        let text = policy(&format!("enforcement: {enforcement}\n{rest}"));
+        assert_output(
+            &lint(&[("p.yaml", &text)], &[]),
+            &[
+                "p.yaml:5: warning: defaults.ipFamilyPolicy: rule \"legacy\" flags the Services \
+                 these defaults create (a ClusterIP in namespace \"legacy-x\") on every shape of \
+                 cluster: ipFamilyPolicy PreferDualStack not allowed (set SingleStack)",
+                "0 errors, 1 warning in 1 file",
+            ],
+            0,
+        );
+    }
+    let text = policy(&format!("enforcement: Enforce\n{rest}"));
+    assert_output(
+        &lint(&[("p.yaml", &text)], &[]),
+        &[
+            "p.yaml:3: error: enforcement: unknown variant `Enforce`, expected one of `Deny`, \
+             `Warn`, `Audit` at line 3 column 14",
+            "1 error, 0 warnings in 1 file",
+        ],
+        1,
     );
 }

@@ -1093,3 +1093,18 @@ fn render_writes_each_format() {
         seen.push(out);
     }
 }
+
+/// The rules' levels are their actions as the policy's `enforcement` makes them.
+#[test]
+fn sarif_rule_levels_follow_the_enforcement_mode() {
+    let policy = Policy::from_yaml(&format!("{POLICY}enforcement: Audit\n")).unwrap();
+    let log: Value = serde_json::from_str(&report::sarif(&[], &policy).unwrap()).unwrap();
+    let rules = &log["runs"][0]["tool"]["driver"]["rules"];
+    for i in 0..3 {
+        assert_eq!(rules[i]["defaultConfiguration"]["level"], "note", "{rules}");
+    }
+    assert_eq!(
+        rules[0]["shortDescription"]["text"],
+        "Requires ipFamilyPolicy RequireDualStack and two IP families; a violation is allowed and recorded in the audit log."
+    );
+}

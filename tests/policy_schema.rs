@@ -88,6 +88,11 @@ fn the_schema_refuses_what_the_webhook_refuses() {
             "/rules/0/action: \"Block\" is not valid under any of the schemas listed in the 'oneOf' keyword",
         ),
         (
+            "enforcement: Enforce\n",
+            "/enforcement: \"Enforce\" is not valid under any of the schemas listed in the \
+             'oneOf' keyword",
+        ),
+        (
             "defaults: {ipFamilyPolicy: DualStack}\n",
             "/defaults/ipFamilyPolicy: \"DualStack\" is not valid under any of the schemas listed \
              in the 'oneOf' keyword",

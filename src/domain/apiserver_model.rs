@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use crate::cluster::ServiceCidrs;
 use crate::domain::service::{IpFamily, IpFamilyPolicy, ServiceSpec, ServiceType};
 
-/// A refusal, as the API server would report it (HTTP 422 `Invalid`).
+/// A refusal, as the API server would report it (HTTP 422 `Invalid`). Its `Display` is what users
+/// read (`check` rows, policy tests): the field and the detail, without the internal rule number,
+/// which stays in `rule` for debug output and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     /// The rule of `docs/k8s-service-rules.md` that refuses it.
@@ -22,7 +24,7 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} ({})", self.field, self.detail, self.rule)
+        write!(f, "{}: {}", self.field, self.detail)
     }
 }
 

@@ -61,15 +61,18 @@ pub struct Mutation {
 pub struct Finding {
     /// The rule's name.
     pub rule: String,
-    /// The rule's action.
+    /// What the violation does: the rule's action under the policy's `enforcement`.
     pub action: Action,
+    /// The rule's action as written (stricter than `action` under a milder `enforcement`).
+    pub written_action: Action,
     /// What is wrong.
     pub violation: Violation,
     /// The stored object broke the rule already and the change does not move it further away.
     pub grandfathered: bool,
 }
 
-/// Why a request is refused: Deny rules are violated (each finding is a non-grandfathered `Deny`).
+/// Why a request is refused: Deny rules are violated (each finding is a non-grandfathered `Deny`,
+/// as enforced).
 /// The webhook denies only what the policy asks it to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial(pub Vec<Finding>);
@@ -85,7 +88,7 @@ pub struct Decision {
     pub findings: Vec<Finding>,
     /// What was changed and why, one line each (for audit annotations).
     pub changes: Vec<String>,
-    /// Short messages for kubectl (under 120 characters each).
+    /// Short messages for kubectl, each starting with the Service's name (under 120 characters).
     pub warnings: Vec<String>,
     /// Audit annotations (keys are prefixed with the webhook name by the API server).
     pub audit: BTreeMap<String, String>,

@@ -34,6 +34,11 @@ pub struct Policy {
     #[serde(default)]
     #[schemars(extend("const" = KIND, "default" = KIND))]
     pub kind: String,
+    /// How strictly the whole policy is enforced, for staged rollouts (Audit, then Warn, then
+    /// Deny): `Deny` acts on every rule as written, `Warn` makes every Deny rule act as Warn, and
+    /// `Audit` makes every Deny and Warn rule act as Audit. Defaults and upgrades apply either way.
+    #[serde(default)]
+    pub enforcement: Enforcement,
     /// Namespaces (name globs: `*` any run of characters, `?` one) that are never mutated or judged.
     #[serde(default)]
     #[schemars(inner(regex(pattern = GLOB_PATTERN)))]
@@ -137,6 +142,20 @@ pub enum Action {
     Audit,
 }
 
+/// How strictly the whole policy is enforced: the strictest action any rule takes. A rule whose
+/// `action` is stricter acts as this one; a milder rule keeps its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+pub enum Enforcement {
+    /// Every rule acts as written.
+    #[default]
+    Deny,
+    /// Every `Deny` rule acts as `Warn`: no violation is refused, each is shown by kubectl.
+    Warn,
+    /// Every `Deny` and `Warn` rule acts as `Audit`: no violation is refused or warned, each is
+    /// recorded in audit annotations only.
+    Audit,
+}
+
 /// Why a policy file was refused. The message names the field (and line where the parser knows it).
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -192,6 +211,11 @@ impl Policy {
         }))
     }
 
+    /// What a violation of `rule` does: the rule's `action`, made milder by `enforcement`.
+    pub fn action_of(&self, rule: &Rule) -> Action {
+        self.enforcement.apply(rule.action)
+    }
+
     /// Whether the namespace is exempt: never mutated or judged.
     pub fn is_exempt(&self, namespace: &str) -> bool {
         self.exempt_namespaces
@@ -241,6 +265,20 @@ fn drop_null(schema: &mut serde_json::Value) {
         map.extend(kept);
     }
     map.values_mut().for_each(drop_null);
+}
+
+// === impl Enforcement ===
+
+impl Enforcement {
+    /// The action of a rule written with `action` under this enforcement: the milder of the two
+    /// (Audit is milder than Warn, which is milder than Deny).
+    pub fn apply(self, action: Action) -> Action {
+        match (self, action) {
+            (Self::Deny, action) | (Self::Warn, action @ (Action::Warn | Action::Audit)) => action,
+            (Self::Warn, Action::Deny) => Action::Warn,
+            (Self::Audit, _) => Action::Audit,
+        }
+    }
 }
 
 // === impl Rule ===

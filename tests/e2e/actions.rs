@@ -102,10 +102,9 @@ async fn warn_reaches_the_client() {
     let (code, warnings, body) = support::create_with_warnings(&client, "e2e-warn", &svc).await;
     assert_eq!(code, 201, "{body}");
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("rule \\\"warn-ipv4-primary\\\"")
-                || w.contains("rule \"warn-ipv4-primary\"")),
+        warnings.iter().any(|w| w
+            .contains("Service \\\"e2e-warn/v4-primary\\\": rule \\\"warn-ipv4-primary\\\"")
+            || w.contains("Service \"e2e-warn/v4-primary\": rule \"warn-ipv4-primary\"")),
         "{warnings:?}"
     );
     assert!(
@@ -143,7 +142,7 @@ async fn warn_reaches_the_client() {
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr
-            .contains("Warning: rule \"warn-ipv4-primary\": primary family IPv4 but IPv6 required"),
+            .contains("Warning: Service \"e2e-warn/v4-kubectl\": rule \"warn-ipv4-primary\": primary family IPv4 but IPv6 required"),
         "{stderr}"
     );
 }

@@ -40,11 +40,7 @@ async fn audit_exempt_rows_show_the_stored_stack() {
     assert_eq!(row["verdict"], "exempt");
     assert_eq!(row["ipFamilyPolicy"], "SingleStack", "{row}");
     assert_eq!(row["ipFamilies"], json!(["IPv4"]), "{row}");
-    assert_eq!(
-        row["clusterIPs"].as_array().map(Vec::len),
-        Some(1),
-        "{row}"
-    );
+    assert_eq!(row["clusterIPs"].as_array().map(Vec::len), Some(1), "{row}");
 }
 
 /// A ServiceCIDR that is being deleted (a finalizer holds it: in a real cluster

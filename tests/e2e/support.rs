@@ -210,7 +210,8 @@ pub(crate) async fn create_with_warnings(
         .headers()
         .get_all(http::header::WARNING)
         .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        // Warnings are UTF-8 (a cut one ends with `…`), which `to_str` refuses.
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (

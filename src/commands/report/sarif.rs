@@ -183,7 +183,10 @@ fn descriptors(policy: &Policy) -> Vec<Descriptor> {
     let mut rules: Vec<Descriptor> = policy
         .rules
         .iter()
-        .map(|rule| descriptor(&rule.name, describe(rule), action_level(rule.action)))
+        .map(|rule| {
+            let action = policy.action_of(rule);
+            descriptor(&rule.name, describe(rule, action), action_level(action))
+        })
         .collect();
     rules.push(descriptor(
         REFUSED_RULE,
@@ -259,7 +262,7 @@ fn rule_id<'a>(row: &'a Row, policy: &Policy) -> Option<&'a str> {
             .rules
             .iter()
             .find(|r| r.name == name)
-            .map(|r| r.action)
+            .map(|r| policy.action_of(r))
     };
     row.rules
         .iter()
@@ -268,8 +271,8 @@ fn rule_id<'a>(row: &'a Row, policy: &Policy) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// One sentence: what the rule requires, and what a violation does.
-fn describe(rule: &Rule) -> String {
+/// One sentence: what the rule requires, and what a violation does (its action as enforced).
+fn describe(rule: &Rule, action: Action) -> String {
     let require = &rule.require;
     let mut parts = Vec::new();
     if let Some(policies) = &require.ip_family_policies {
@@ -289,7 +292,7 @@ fn describe(rule: &Rule) -> String {
         [one] => format!("Requires {one}"),
         [init @ .., last] => format!("Requires {} and {last}", init.join(", ")),
     };
-    let outcome = match rule.action {
+    let outcome = match action {
         Action::Deny => "denied",
         Action::Warn => "allowed with a warning",
         Action::Audit => "allowed and recorded in the audit log",

@@ -274,3 +274,15 @@ fn r3_5_prefer_dual_stack_freeze_and_its_edge() {
         ["IPv4", "IPv6"]
     );
 }
+
+/// What users read names the field and the API server's detail, not the internal rule number;
+/// the rule stays on the error for debug output and tests.
+#[test]
+fn a_refusal_reads_without_the_rule_number() {
+    let error = create(&spec().policy("RequireDualStack"), &cidrs(V4)).unwrap_err();
+    assert_eq!(error.rule, "R3.13");
+    assert_eq!(
+        error.to_string(),
+        "spec.ipFamilyPolicy: this cluster is not configured for dual-stack services"
+    );
+}

@@ -73,7 +73,8 @@ pub(super) fn judge(
             });
             findings.push(Finding {
                 rule: rule.name.clone(),
-                action: rule.action,
+                action: policy.action_of(rule),
+                written_action: rule.action,
                 violation,
                 grandfathered,
             });

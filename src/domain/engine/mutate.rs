@@ -157,8 +157,9 @@ fn warn_type_change_unfreezes(
         decision.warnings.push(format!(
             "changing the type lets the API server add {other} to this PreferDualStack Service"
         ));
+        // The freeze is R3.5's; users read the audit annotation, not the rule numbers.
         decision.changes.push(format!(
-            "type change unfreezes PreferDualStack (R3.5): the API server adds {other}"
+            "type change unfreezes PreferDualStack: the API server adds {other}"
         ));
     }
 }

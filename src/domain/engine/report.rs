@@ -10,8 +10,10 @@ use super::{Decision, Denial, Finding};
 /// Warnings longer than this may be truncated by clients (R8.5); keep under it.
 pub const MAX_WARNING_CHARS: usize = 119;
 
-/// Fills `denial`, `warnings` and `audit` from `findings` and `changes`.
+/// Fills `denial`, `warnings` and `audit` from `findings` and `changes`. Every warning names the
+/// Service: in a multi-document apply, kubectl prints them all together.
 pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str) {
+    let name = object.display_name(namespace);
     let mut denied = Vec::new();
     for finding in &decision.findings {
         match (finding.grandfathered, finding.action) {
@@ -30,10 +32,10 @@ pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str)
         }
     }
     for w in &mut decision.warnings {
-        *w = truncate_warning(w);
+        *w = truncate_warning(&format!("Service {name:?}: {w}"));
     }
     if !denied.is_empty() && decision.denial.is_none() {
-        decision.denial = Some((object.display_name(namespace), Denial(denied)));
+        decision.denial = Some((name, Denial(denied)));
     }
     if !decision.changes.is_empty() {
         let changes = decision.changes.join("; ");
@@ -81,11 +83,19 @@ impl fmt::Display for DenialMessage<'_> {
 }
 
 impl Finding {
+    /// `dual(Deny): …`; under a milder enforcement `dual(Deny enforced as Audit): …`, so that an
+    /// Audit or Warn rollout shows what enforcing the policy as written would refuse.
     fn audit_line(&self) -> String {
-        let action = match self.action {
+        let name = |action: Action| match action {
             Action::Deny => "Deny",
             Action::Warn => "Warn",
             Action::Audit => "Audit",
+        };
+        let action = if self.written_action == self.action {
+            name(self.action).to_owned()
+        } else {
+            let (written, enforced) = (name(self.written_action), name(self.action));
+            format!("{written} enforced as {enforced}")
         };
         let grandfathered = if self.grandfathered {
             ", grandfathered"

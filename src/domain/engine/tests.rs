@@ -318,7 +318,10 @@ fn upgrade_existing_is_an_explicit_opt_in() {
     let old = stored("v4", spec().policy("PreferDualStack"));
     let d = update(&p, "v4v6", old.clone(), old.clone());
     assert_eq!(d.mutation, m(Some(PreferDualStack), Some(&[IPv4, IPv6])));
-    assert!(d.warnings[0].contains("added IPv6"), "{:?}", d.warnings);
+    assert_eq!(
+        d.warnings,
+        ["Service \"apps/web\": rule \"dual\" added IPv6 to this Service (upgradeExisting)"]
+    );
     // SingleStack becomes the rule's/global default if dual, else PreferDualStack.
     let old_single = stored("v6v4", spec());
     let p2 = policy(&format!(
@@ -443,7 +446,7 @@ fn deny_warn_audit() {
     );
     assert_eq!(
         d.warnings,
-        ["rule \"v6-first\": primary family IPv4 but IPv6 required"]
+        ["Service \"prod-a/web\": rule \"v6-first\": primary family IPv4 but IPv6 required"]
     );
     assert!(d.audit["findings"].contains("count(Audit)"));
     // Compliant: nothing at all.
@@ -477,12 +480,16 @@ fn grandfathering() {
         old.clone().type_("NodePort"),
     );
     assert!(d.allowed(), "{d:?}");
-    assert!(
-        d.warnings
-            .iter()
-            .any(|w| w.starts_with("grandfathered by rule \"dual\"")),
-        "{:?}",
-        d.warnings
+    assert_eq!(
+        d.warnings,
+        [
+            "Service \"prod-a/web\": grandfathered by rule \"dual\": ipFamilyPolicy SingleStack not \
+             allowed (set PreferDualStack)",
+            "Service \"prod-a/web\": grandfathered by rule \"dual\": single-stack but dual-stack \
+             required",
+            "Service \"prod-a/web\": grandfathered by rule \"v6-first\": primary family IPv4 but IPv6 \
+             required",
+        ]
     );
     assert!(d.audit["findings"].contains("dual(Deny, grandfathered)"));
     // A downgrade moves it further from the policy: judged by the action.
@@ -495,6 +502,98 @@ fn grandfathering() {
     .unwrap();
     let d = judge(&p, "v4v6", Operation::Update, Some(dual), downgraded);
     assert!(!d.allowed());
+}
+
+/// `enforcement` makes every rule's action milder, never stricter: one Service that breaks all of
+/// RULES (`dual` Deny, `v6-first` Warn, `count` Audit), under each enforcement. The audit
+/// annotation keeps the action as written, so a rollout shows what enforcing would refuse.
+#[test]
+fn enforcement_softens_every_rule() {
+    const POLICY: &str = "ipFamilyPolicy SingleStack not allowed (set PreferDualStack)";
+    const SINGLE: &str = "single-stack but dual-stack required";
+    const PRIMARY: &str = "primary family IPv4 but IPv6 required";
+    let warning =
+        |rule: &str, short: &str| format!("Service \"prod-a/web\": rule \"{rule}\": {short}");
+    let cases = [
+        (
+            "Deny",
+            [Action::Deny, Action::Deny, Action::Warn, Action::Audit],
+            vec![warning("v6-first", PRIMARY)],
+            format!(
+                "dual(Deny): {POLICY}; dual(Deny): {SINGLE}; v6-first(Warn): {PRIMARY}; \
+                 count(Audit): {SINGLE}"
+            ),
+        ),
+        (
+            "Warn",
+            [Action::Warn, Action::Warn, Action::Warn, Action::Audit],
+            vec![
+                warning("dual", POLICY),
+                warning("dual", SINGLE),
+                warning("v6-first", PRIMARY),
+            ],
+            format!(
+                "dual(Deny enforced as Warn): {POLICY}; dual(Deny enforced as Warn): {SINGLE}; \
+                 v6-first(Warn): {PRIMARY}; count(Audit): {SINGLE}"
+            ),
+        ),
+        (
+            "Audit",
+            [Action::Audit; 4],
+            vec![],
+            format!(
+                "dual(Deny enforced as Audit): {POLICY}; dual(Deny enforced as Audit): {SINGLE}; \
+                 v6-first(Warn enforced as Audit): {PRIMARY}; count(Audit): {SINGLE}"
+            ),
+        ),
+    ];
+    for (enforcement, actions, warnings, findings) in cases {
+        let p = policy(&format!("enforcement: {enforcement}\n{RULES}"));
+        let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec()));
+        assert_eq!(d.allowed(), enforcement != "Deny", "{enforcement}: {d:?}");
+        let got: Vec<Action> = d.findings.iter().map(|f| f.action).collect();
+        assert_eq!(got, actions, "{enforcement}");
+        let written: Vec<Action> = d.findings.iter().map(|f| f.written_action).collect();
+        assert_eq!(
+            written,
+            [Action::Deny, Action::Deny, Action::Warn, Action::Audit],
+            "{enforcement}"
+        );
+        assert_eq!(d.warnings, warnings, "{enforcement}");
+        assert_eq!(d.audit["findings"], findings, "{enforcement}");
+        assert_eq!(d.audit.contains_key("denied"), enforcement == "Deny");
+    }
+}
+
+/// A grandfathered finding warns only where its rule, as enforced, would warn or deny.
+#[test]
+fn enforcement_audit_silences_grandfathered_warnings() {
+    let p = policy(&format!("enforcement: Audit\n{RULES}"));
+    let old = stored("v4v6", spec());
+    let edit = old.clone().type_("NodePort");
+    let d = judge(&p, "v4v6", Operation::Update, Some(old), edit);
+    assert!(d.allowed() && d.warnings.is_empty(), "{d:?}");
+    assert!(
+        d.audit["findings"].starts_with(
+            "dual(Deny enforced as Audit, grandfathered): ipFamilyPolicy SingleStack not allowed"
+        ),
+        "{:?}",
+        d.audit
+    );
+}
+
+/// Enforcement is about violations only: defaults and upgrades apply as written.
+#[test]
+fn enforcement_leaves_mutation_alone() {
+    for enforcement in ["Deny", "Warn", "Audit"] {
+        let p = policy(&format!("enforcement: {enforcement}\n{PREFER_V6}"));
+        let d = create(&p, "v4v6", spec());
+        assert_eq!(
+            d.mutation,
+            m(Some(PreferDualStack), Some(&[IPv6, IPv4])),
+            "{enforcement}"
+        );
+    }
 }
 
 #[test]
@@ -574,8 +673,11 @@ fn warnings_stay_short() {
         "rules: [{{name: {long}, require: {{dualStack: true}}, action: Warn}}]\n"
     ));
     let d = judge(&p, "v4v6", Operation::Create, None, stored("v4v6", spec()));
-    assert_eq!(d.warnings.len(), 1);
-    assert!(d.warnings[0].chars().count() < 120);
+    // The Service and the start of the rule's name, cut at 119 characters with `…`.
+    let kept = MAX_WARNING_CHARS - 1 - "Service \"prod-a/web\": rule \"".len();
+    let want = format!("Service \"prod-a/web\": rule \"{}…", "x".repeat(kept));
+    assert_eq!(d.warnings, [want]);
+    assert_eq!(d.warnings[0].chars().count(), MAX_WARNING_CHARS);
 }
 
 #[test]
@@ -598,7 +700,17 @@ fn a_type_change_that_unfreezes_prefer_dual_stack_is_said_r3_5() {
     let p = policy(RESTORE);
     let old = stored("v4", spec().policy("PreferDualStack"));
     let d = update(&p, "v4v6", old.clone(), old.clone().type_("LoadBalancer"));
-    assert!(d.warnings[0].contains("add IPv6"), "{:?}", d.warnings);
+    assert_eq!(
+        d.warnings,
+        [
+            "Service \"apps/web\": changing the type lets the API server add IPv6 to this \
+             PreferDualStack Service"
+        ]
+    );
+    assert_eq!(
+        d.audit["mutation"],
+        "type change unfreezes PreferDualStack: the API server adds IPv6"
+    );
     // Same type: frozen, nothing to say.
     assert!(
         update(&p, "v4v6", old.clone(), old.clone())

@@ -74,6 +74,42 @@ fn action_defaults_to_deny() {
 }
 
 #[test]
+fn enforcement_defaults_to_deny_and_is_read() {
+    assert_eq!(parse("").unwrap().enforcement, Enforcement::Deny);
+    assert_eq!(
+        parse("enforcement: Warn\n").unwrap().enforcement,
+        Enforcement::Warn
+    );
+    assert_eq!(
+        parse("enforcement: Audit\n").unwrap().enforcement,
+        Enforcement::Audit
+    );
+    assert_eq!(
+        error("enforcement: Enforce\n"),
+        "enforcement: unknown variant `Enforce`, expected one of `Deny`, `Warn`, `Audit` \
+         at line 3 column 14"
+    );
+}
+
+/// Every rule's action under every enforcement: the milder of the two.
+#[test]
+fn enforcement_makes_actions_milder_never_stricter() {
+    use Action::{Audit, Deny, Warn};
+    let table = [
+        (Enforcement::Deny, [Deny, Warn, Audit]),
+        (Enforcement::Warn, [Warn, Warn, Audit]),
+        (Enforcement::Audit, [Audit, Audit, Audit]),
+    ];
+    for (enforcement, want) in table {
+        let got = [Deny, Warn, Audit].map(|a| enforcement.apply(a));
+        assert_eq!(got, want, "{enforcement:?}");
+    }
+    let p = parse("enforcement: Warn\nrules: [{name: a}, {name: b, action: Audit}]\n").unwrap();
+    assert_eq!(p.action_of(&p.rules[0]), Warn);
+    assert_eq!(p.action_of(&p.rules[1]), Audit);
+}
+
+#[test]
 fn unknown_fields_are_named_with_their_line() {
     let e = error(
         "defaults:\n  ipFamilyPolicy: PreferDualStack\nrules:\n  - name: a\n    match: {namspaces: [x]}\n",
@@ -85,8 +121,8 @@ fn unknown_fields_are_named_with_their_line() {
     );
     assert_eq!(
         error("extra: 1\n"),
-        "unknown field `extra`, expected one of `apiVersion`, `kind`, `exemptNamespaces`, \
-         `defaults`, `restoreDroppedFields`, `rules` at line 3 column 1"
+        "unknown field `extra`, expected one of `apiVersion`, `kind`, `enforcement`, \
+         `exemptNamespaces`, `defaults`, `restoreDroppedFields`, `rules` at line 3 column 1"
     );
 }
 

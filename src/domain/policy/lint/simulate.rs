@@ -84,11 +84,12 @@ pub(super) fn not_judged(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Vec<L
                 .iter()
                 .all(|p| *p == IpFamilyPolicy::RequireDualStack)
         {
+            // R3.13 refuses RequireDualStack on a single-stack cluster.
             out.push(warning(
                 format!("{at}.ipFamilyPolicies"),
                 format!(
-                    "RequireDualStack, the only policy allowed, is refused on {here} (R3.13): \
-                     not judged there"
+                    "RequireDualStack, the only policy allowed, is refused on {here}: not judged \
+                     there"
                 ),
             ));
         }
