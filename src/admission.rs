@@ -13,7 +13,7 @@ use serde_json::Value;
 use object::RawObject;
 
 use crate::cluster::Cluster;
-use crate::domain::engine::{self, Decision, DenialMessage, Operation, Request};
+use crate::domain::engine::{self, Decision, DenialMessage, Finding, Operation, Request};
 use crate::domain::patch;
 use crate::domain::policy::Policy;
 use crate::domain::service::Service;
@@ -95,6 +95,8 @@ pub struct Summary {
     pub dry_run: bool,
     /// The denial message, if denied.
     pub denied: Option<String>,
+    /// The rules' findings (Deny, Warn and Audit, grandfathered or not), for metrics and logs.
+    pub findings: Vec<Finding>,
 }
 
 /// Answers one AdmissionReview body for an endpoint.
@@ -127,6 +129,7 @@ pub fn review(
         name: request.name.clone(),
         dry_run: request.dry_run,
         denied: None,
+        findings: Vec::new(),
     };
     let operation = request.operation.clone();
     let (response, outcome, summary) = match decide(endpoint, request, policy, cluster)? {
@@ -248,6 +251,7 @@ fn respond(
         response.warnings = Some(decision.warnings.clone());
     }
     response.audit_annotations = decision.audit.clone().into_iter().collect();
+    summary.findings = decision.findings.clone();
     if let Some((name, denial)) = &decision.denial {
         let message = DenialMessage { name, denial }.to_string();
         let mut response = response.deny(&message);

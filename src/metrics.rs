@@ -1,12 +1,24 @@
 //! Prometheus metrics: typed families registered on a caller-owned registry (no globals).
+//!
+//! Every series whose labels are known in advance is created at registration (at 0), so that a
+//! scrape shows it before its first event and `rate()`/`increase()` see that first event: the
+//! review outcomes the webhook configurations can cause, both endpoints, both reload results, both
+//! watches; and, per rule of the policy in force, its findings on `/validate`
+//! ([`Metrics::policy_loaded`]).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::admission::{Endpoint, Outcome};
+use crate::domain::engine::Finding;
+use crate::domain::policy::{Action, Policy};
 use kube::core::admission::Operation;
 
 /// The `endpoint` label.
@@ -156,69 +168,203 @@ pub struct WatchLabels {
     pub resource: WatchResource,
 }
 
+/// Labels of `dualstack_webhook_findings_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    /// The endpoint whose decision had the finding (today only `/validate` reports findings).
+    pub endpoint: EndpointLabel,
+    /// The rule's name, from the policy (never from a request: the label's values are bounded).
+    pub rule: String,
+    /// The action the rule took: `Deny`, `Warn` or `Audit` (after the policy's `enforcement`).
+    pub action: Action,
+    /// The stored Service broke the rule already and the change did not make it worse: a
+    /// grandfathered `Deny` warns instead of denying.
+    pub grandfathered: bool,
+}
+
+/// Written as in the policy file: `Deny`, `Warn`, `Audit`.
+impl EncodeLabelValue for Action {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let value = match self {
+            Self::Deny => "Deny",
+            Self::Warn => "Warn",
+            Self::Audit => "Audit",
+        };
+        std::fmt::Write::write_str(encoder, value)
+    }
+}
+
+/// Labels of `dualstack_webhook_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate's version (`dualstack-webhook --version`).
+    pub version: &'static str,
+}
+
+/// A gauge of seconds since the Unix epoch, with a fraction.
+type Timestamp = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// The webhook's metric families. Cheap to clone: every family is reference-counted.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     reviews: Family<ReviewLabels, Counter>,
     review_duration: Family<EndpointLabels, Histogram>,
+    findings: Family<FindingLabels, Counter>,
     policy_reloads: Family<ReloadLabels, Counter>,
+    policy_generation: Gauge,
+    policy_last_success: Timestamp,
+    policy_last_successful: Gauge,
     certificate_reloads: Family<ReloadLabels, Counter>,
+    certificate_not_after: Gauge,
     tls_handshake_failures: Counter,
     watch_errors: Family<WatchLabels, Counter>,
 }
 
+/// The review outcomes an endpoint can answer with: `/validate` never patches (R8.3).
+const ANSWERS: [(EndpointLabel, &[OutcomeLabel]); 2] = {
+    use OutcomeLabel::{allowed, denied, patched, warned};
+    [
+        (EndpointLabel::mutate, &[allowed, patched, warned, denied]),
+        (EndpointLabel::validate, &[allowed, warned, denied]),
+    ]
+};
+
+/// The operations the webhook configurations send (`manifests/base/webhooks.yaml`); a DELETE or
+/// CONNECT from a configuration of one's own gets its series at its first review.
+const OPERATIONS: [OperationLabel; 2] = [OperationLabel::CREATE, OperationLabel::UPDATE];
+
+/// Requests without a review answer.
+const REFUSALS: [Refusal; 5] = [
+    Refusal::invalid,
+    Refusal::too_large,
+    Refusal::timed_out,
+    Refusal::cancelled,
+    Refusal::busy,
+];
+
 // === impl Metrics ===
 
 impl Metrics {
-    /// Creates the families and registers them under the `dualstack_webhook` prefix.
+    /// Creates the families, registers them under the `dualstack_webhook` prefix and creates
+    /// every series whose labels are known now.
     pub fn register(registry: &mut Registry) -> Self {
         let reg = registry.sub_registry_with_prefix("dualstack_webhook");
-        let reviews = Family::default();
+        reg.register(
+            "build",
+            "The running build: its version",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let metrics = Self {
+            reviews: Family::default(),
+            // 50 µs .. ~0.4 s: a decision takes microseconds; the tail shows scheduling stalls.
+            review_duration: Family::new_with_constructor(
+                (|| Histogram::new(exponential_buckets(0.000_05, 2.0, 14))) as fn() -> Histogram,
+            ),
+            findings: Family::default(),
+            policy_reloads: Family::default(),
+            policy_generation: Gauge::default(),
+            policy_last_success: Timestamp::default(),
+            policy_last_successful: Gauge::default(),
+            certificate_reloads: Family::default(),
+            certificate_not_after: Gauge::default(),
+            tls_handshake_failures: Counter::default(),
+            watch_errors: Family::default(),
+        };
+        let m = metrics.clone();
         reg.register(
             "reviews",
             "Admission reviews answered, by endpoint, operation and outcome",
-            reviews.clone(),
-        );
-        // 50 µs .. ~0.4 s: a decision takes microseconds; the tail shows scheduling stalls.
-        let review_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.000_05, 2.0, 14))) as fn() -> Histogram,
+            m.reviews,
         );
         reg.register(
             "review_duration_seconds",
             "Time from a complete request body to the encoded answer",
-            review_duration.clone(),
+            m.review_duration,
         );
-        let policy_reloads = Family::default();
+        reg.register(
+            "findings",
+            "Rule findings of the reviews, by endpoint, rule, action and whether grandfathered",
+            m.findings,
+        );
         reg.register(
             "policy_reloads",
             "Policy file reloads, by result (a failure keeps the last good policy)",
-            policy_reloads.clone(),
+            m.policy_reloads,
         );
-        let certificate_reloads = Family::default();
+        reg.register(
+            "policy_generation",
+            "The policy in force: 1 for the one loaded at start, one more at each successful reload",
+            m.policy_generation,
+        );
+        reg.register(
+            "policy_last_reload_success_timestamp_seconds",
+            "When the policy in force was loaded (at start or by a reload), in Unix seconds",
+            m.policy_last_success,
+        );
+        reg.register(
+            "policy_last_reload_successful",
+            "1 if the last policy load or reload succeeded, 0 if it failed (the last good policy stays)",
+            m.policy_last_successful,
+        );
         reg.register(
             "certificate_reloads",
             "Serving certificate reloads, by result (a failure keeps the last good pair)",
-            certificate_reloads.clone(),
+            m.certificate_reloads,
         );
-        let tls_handshake_failures = Counter::default();
+        reg.register(
+            "certificate_not_after_timestamp_seconds",
+            "When the serving certificate in use expires (its notAfter), in Unix seconds",
+            m.certificate_not_after,
+        );
         reg.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
-            tls_handshake_failures.clone(),
+            m.tls_handshake_failures,
         );
-        let watch_errors = Family::default();
         reg.register(
             "watch_errors",
             "Cluster watch errors (the watch retries with backoff and keeps the last snapshot)",
-            watch_errors.clone(),
+            m.watch_errors,
         );
-        Self {
-            watch_errors,
-            reviews,
-            review_duration,
-            policy_reloads,
-            certificate_reloads,
-            tls_handshake_failures,
+        metrics.create_known_series();
+        metrics
+    }
+
+    /// Creates (at 0) the series whose labels are known before any event.
+    fn create_known_series(&self) {
+        for (endpoint, outcomes) in ANSWERS {
+            for operation in OPERATIONS {
+                for &outcome in outcomes {
+                    let labels = ReviewLabels {
+                        endpoint,
+                        operation,
+                        outcome,
+                    };
+                    self.reviews.get_or_create_owned(&labels);
+                }
+            }
+            for outcome in REFUSALS {
+                let labels = ReviewLabels {
+                    endpoint,
+                    operation: OperationLabel::unknown,
+                    outcome,
+                };
+                self.reviews.get_or_create_owned(&labels);
+            }
+            self.review_duration
+                .get_or_create_owned(&EndpointLabels { endpoint });
+        }
+        for result in [ReloadResult::success, ReloadResult::failure] {
+            self.policy_reloads
+                .get_or_create_owned(&ReloadLabels { result });
+            self.certificate_reloads
+                .get_or_create_owned(&ReloadLabels { result });
+        }
+        for resource in [WatchResource::servicecidrs, WatchResource::namespaces] {
+            self.watch_errors
+                .get_or_create_owned(&WatchLabels { resource });
         }
     }
 
@@ -242,6 +388,19 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts each finding of one review.
+    pub fn findings(&self, endpoint: Endpoint, findings: &[Finding]) {
+        for finding in findings {
+            let labels = FindingLabels {
+                endpoint: endpoint.into(),
+                rule: finding.rule.clone(),
+                action: finding.action,
+                grandfathered: finding.grandfathered,
+            };
+            self.findings.get_or_create(&labels).inc();
+        }
+    }
+
     /// Counts a request that got no review answer (4xx; not timed).
     pub fn refused(&self, endpoint: Endpoint, refusal: Refusal) {
         let labels = ReviewLabels {
@@ -252,11 +411,45 @@ impl Metrics {
         self.reviews.get_or_create(&labels).inc();
     }
 
-    /// Counts a policy reload attempt.
-    pub fn policy_reload(&self, result: ReloadResult) {
+    /// A policy is in force, loaded at start (not counted as a reload): a new generation, the
+    /// time, and its rules' finding series on `/validate` (with the action they take under the
+    /// policy's `enforcement`, grandfathered or not). A rule's series stay after a reload drops
+    /// the rule: they are counts of what happened.
+    pub fn policy_loaded(&self, policy: &Policy) {
+        self.policy_generation.inc();
+        self.policy_last_success.set(unix_now());
+        self.policy_last_successful.set(1);
+        for rule in &policy.rules {
+            for grandfathered in [false, true] {
+                let labels = FindingLabels {
+                    endpoint: EndpointLabel::validate,
+                    rule: rule.name.clone(),
+                    action: policy.enforcement.apply(rule.action),
+                    grandfathered,
+                };
+                self.findings.get_or_create_owned(&labels);
+            }
+        }
+    }
+
+    /// A reload put this policy in force: counted as a success, and [`policy_loaded`](Self::policy_loaded).
+    pub fn policy_reloaded(&self, policy: &Policy) {
         self.policy_reloads
-            .get_or_create(&ReloadLabels { result })
+            .get_or_create(&ReloadLabels {
+                result: ReloadResult::success,
+            })
             .inc();
+        self.policy_loaded(policy);
+    }
+
+    /// A reload failed; the last good policy stays in force.
+    pub fn policy_reload_failed(&self) {
+        self.policy_reloads
+            .get_or_create(&ReloadLabels {
+                result: ReloadResult::failure,
+            })
+            .inc();
+        self.policy_last_successful.set(0);
     }
 
     /// Counts a certificate reload attempt.
@@ -264,6 +457,11 @@ impl Metrics {
         self.certificate_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
+    }
+
+    /// The serving certificate in use expires at `unix_seconds` (its `notAfter`).
+    pub fn certificate_not_after(&self, unix_seconds: i64) {
+        self.certificate_not_after.set(unix_seconds);
     }
 
     /// Counts a cluster watch error.
@@ -279,6 +477,13 @@ impl Metrics {
     }
 }
 
+/// Seconds since the Unix epoch (0 on a clock set before it).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Metrics on a private registry, for tests and offline commands.
 impl Default for Metrics {
     fn default() -> Self {
@@ -290,6 +495,26 @@ impl Default for Metrics {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use crate::domain::engine::{Mutation, Violation};
+
+    /// The OpenMetrics text of `registry`.
+    fn text(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    /// The sample lines of a family whose value is not 0, sorted (a family's series come out in
+    /// no particular order).
+    fn counted<'t>(text: &'t str, family: &str) -> Vec<&'t str> {
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("dualstack_webhook_{family}{{")))
+            .filter(|l| !l.ends_with(" 0"))
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
 
     #[test]
     fn reviews_count_by_endpoint_operation_and_outcome() {
@@ -323,14 +548,7 @@ mod tests {
             0.001,
         );
         metrics.refused(Endpoint::Validate, Refusal::invalid);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        // A family's series come out in no particular order.
-        let mut reviews: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("dualstack_webhook_reviews_total{"))
-            .collect();
-        reviews.sort_unstable();
+        let text = text(&registry);
         let mut want = [
             r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="patched"} 3"#,
             r#"dualstack_webhook_reviews_total{endpoint="mutate",operation="CREATE",outcome="denied"} 1"#,
@@ -340,13 +558,174 @@ mod tests {
             r#"dualstack_webhook_reviews_total{endpoint="validate",operation="unknown",outcome="invalid"} 1"#,
         ];
         want.sort_unstable();
-        assert_eq!(reviews, want);
+        assert_eq!(counted(&text, "reviews_total"), want);
         // Refused requests are counted, not timed.
         for line in [
             r#"dualstack_webhook_review_duration_seconds_count{endpoint="mutate"} 4"#,
             r#"dualstack_webhook_review_duration_seconds_count{endpoint="validate"} 3"#,
         ] {
-            assert!(text.contains(line), "{line} not in {text}");
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+        }
+    }
+
+    #[test]
+    fn known_series_are_there_before_any_event() {
+        let mut registry = Registry::default();
+        let _metrics = Metrics::register(&mut registry);
+        let text = text(&registry);
+        let mut reviews: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dualstack_webhook_reviews_total{"))
+            .collect();
+        reviews.sort_unstable();
+        let mut want = Vec::new();
+        for (endpoint, outcomes) in [
+            ("mutate", &["allowed", "patched", "warned", "denied"][..]),
+            ("validate", &["allowed", "warned", "denied"][..]),
+        ] {
+            for operation in ["CREATE", "UPDATE"] {
+                for outcome in outcomes {
+                    want.push(format!(
+                        r#"dualstack_webhook_reviews_total{{endpoint="{endpoint}",operation="{operation}",outcome="{outcome}"}} 0"#
+                    ));
+                }
+            }
+            for outcome in ["invalid", "too_large", "timed_out", "cancelled", "busy"] {
+                want.push(format!(
+                    r#"dualstack_webhook_reviews_total{{endpoint="{endpoint}",operation="unknown",outcome="{outcome}"}} 0"#
+                ));
+            }
+        }
+        want.sort_unstable();
+        assert_eq!(reviews, want);
+        for line in [
+            r#"dualstack_webhook_review_duration_seconds_count{endpoint="mutate"} 0"#,
+            r#"dualstack_webhook_review_duration_seconds_count{endpoint="validate"} 0"#,
+            r#"dualstack_webhook_policy_reloads_total{result="success"} 0"#,
+            r#"dualstack_webhook_policy_reloads_total{result="failure"} 0"#,
+            r#"dualstack_webhook_certificate_reloads_total{result="success"} 0"#,
+            r#"dualstack_webhook_certificate_reloads_total{result="failure"} 0"#,
+            r#"dualstack_webhook_watch_errors_total{resource="servicecidrs"} 0"#,
+            r#"dualstack_webhook_watch_errors_total{resource="namespaces"} 0"#,
+            "dualstack_webhook_tls_handshake_failures_total 0",
+            "dualstack_webhook_policy_generation 0",
+            "dualstack_webhook_certificate_not_after_timestamp_seconds 0",
+            concat!(
+                r#"dualstack_webhook_build_info{version=""#,
+                env!("CARGO_PKG_VERSION"),
+                r#""} 1"#
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+        }
+    }
+
+    fn finding(rule: &str, action: Action, grandfathered: bool) -> Finding {
+        Finding {
+            rule: rule.to_owned(),
+            action,
+            written_action: action,
+            violation: Violation::NotSingleStack {
+                advice: Mutation::default(),
+            },
+            grandfathered,
+        }
+    }
+
+    #[test]
+    fn findings_count_by_rule_action_and_grandfathering() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let policy = Policy::from_yaml(
+            "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nrules:\n\
+             - {name: dual, require: {dualStack: true}}\n\
+             - {name: v6-first, require: {primaryFamily: IPv6}, action: Audit}\n",
+        )
+        .unwrap();
+        metrics.policy_loaded(&policy);
+        // Each rule's series on /validate, before any finding.
+        let text0 = text(&registry);
+        for line in [
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="dual",action="Deny",grandfathered="false"} 0"#,
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="dual",action="Deny",grandfathered="true"} 0"#,
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="v6-first",action="Audit",grandfathered="false"} 0"#,
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="v6-first",action="Audit",grandfathered="true"} 0"#,
+        ] {
+            assert!(text0.lines().any(|l| l == line), "{line} not in {text0}");
+        }
+        metrics.findings(
+            Endpoint::Validate,
+            &[
+                finding("dual", Action::Deny, false),
+                finding("v6-first", Action::Audit, false),
+            ],
+        );
+        metrics.findings(Endpoint::Validate, &[finding("dual", Action::Deny, true)]);
+        metrics.findings(
+            Endpoint::Validate,
+            &[finding("v6-first", Action::Audit, false)],
+        );
+        metrics.findings(Endpoint::Mutate, &[finding("dual", Action::Warn, false)]);
+        let mut want = [
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="dual",action="Deny",grandfathered="false"} 1"#,
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="dual",action="Deny",grandfathered="true"} 1"#,
+            r#"dualstack_webhook_findings_total{endpoint="validate",rule="v6-first",action="Audit",grandfathered="false"} 2"#,
+            r#"dualstack_webhook_findings_total{endpoint="mutate",rule="dual",action="Warn",grandfathered="false"} 1"#,
+        ];
+        want.sort_unstable();
+        assert_eq!(counted(&text(&registry), "findings_total"), want);
+    }
+
+    #[test]
+    fn the_enforcement_mode_sets_the_action_of_a_rules_series() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let policy = Policy::from_yaml(
+            "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nenforcement: Audit\n\
+             rules: [{name: dual, require: {dualStack: true}}]\n",
+        )
+        .unwrap();
+        metrics.policy_loaded(&policy);
+        let text = text(&registry);
+        let line = r#"dualstack_webhook_findings_total{endpoint="validate",rule="dual",action="Audit",grandfathered="false"} 0"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+        assert!(!text.contains(r#"action="Deny""#), "{text}");
+    }
+
+    #[test]
+    fn policy_generation_and_last_reload() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let value = |name: &str| -> f64 {
+            let text = text(&registry);
+            let prefix = format!("dualstack_webhook_{name} ");
+            let found = text.lines().find_map(|l| l.strip_prefix(&prefix));
+            found.unwrap().parse().unwrap()
+        };
+        let before = unix_now();
+        metrics.policy_loaded(&Policy::default());
+        assert_eq!(value("policy_generation"), 1.0);
+        assert_eq!(value("policy_last_reload_successful"), 1.0);
+        let loaded = value("policy_last_reload_success_timestamp_seconds");
+        assert!(loaded >= before && loaded <= unix_now(), "{loaded}");
+        metrics.policy_reload_failed();
+        assert_eq!(value("policy_generation"), 1.0);
+        assert_eq!(value("policy_last_reload_successful"), 0.0);
+        assert_eq!(
+            value("policy_last_reload_success_timestamp_seconds"),
+            loaded
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        metrics.policy_reloaded(&Policy::default());
+        assert_eq!(value("policy_generation"), 2.0);
+        assert_eq!(value("policy_last_reload_successful"), 1.0);
+        assert!(value("policy_last_reload_success_timestamp_seconds") > loaded);
+        let text = text(&registry);
+        for line in [
+            r#"dualstack_webhook_policy_reloads_total{result="success"} 1"#,
+            r#"dualstack_webhook_policy_reloads_total{result="failure"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
         }
     }
 }

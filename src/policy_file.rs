@@ -20,7 +20,7 @@ use crate::domain::policy::limits::POLICY_MAX_BYTES;
 use crate::domain::policy::lint::{self, LintFinding, Severity};
 use crate::domain::policy::{Policy, PolicyError};
 use crate::domain::yaml_lines::Lines;
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::Metrics;
 
 /// Why the policy file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +138,9 @@ fn poll(path: &Path, seen: &mut Seen, cidrs: Option<&ServiceCidrs>) -> Option<Re
     }
 }
 
-/// Polls `path` every `every`. A change that parses is swapped in, counted as a success and
-/// logged at `info` (saying so when it ends a failure), and its lint warnings that the policy it
-/// replaces did not have are logged at `warn`.
+/// Polls `path` every `every`. A change that parses is swapped in, counted as a success (a new
+/// [policy generation](Metrics::policy_reloaded)) and logged at `info` (saying so when it ends a
+/// failure), and its lint warnings that the policy it replaces did not have are logged at `warn`.
 /// Every distinct failure (unreadable, dangling symlink, too large, invalid) is logged once at
 /// `warn` and counted once; the last good policy stays in force. `loaded` is the content the
 /// current policy was read from (its warnings were logged when it was loaded). Linted for a
@@ -202,13 +202,13 @@ pub async fn watch_policy(
                 }
                 log_warnings(&path, &warnings, &mut logged);
                 failing = false;
+                metrics.policy_reloaded(&new);
                 policy.store(Arc::new(new));
-                metrics.policy_reload(ReloadResult::success);
             }
             Some(Err(error)) => {
                 failing = true;
                 warn!(path = %path.display(), %error, "policy reload failed; keeping the last good policy");
-                metrics.policy_reload(ReloadResult::failure);
+                metrics.policy_reload_failed();
             }
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::WatchStreamExt;
@@ -15,7 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cluster::{Cluster, ServiceCidrs};
+use crate::cluster::{Cluster, DEFAULT_SERVICE_CIDR, ServiceCidrs};
 use crate::domain::service::Labels;
 use crate::metrics::{Metrics, WatchResource};
 use crate::server::admin::Latch;
@@ -77,10 +77,7 @@ struct Watch {
 }
 
 impl Watch {
-    /// Keeps `name → extract(object)` for every object (`None` drops it), and after the first
-    /// complete list and every change publishes `fold(objects, current snapshot)`. Errors are logged
-    /// and counted while the watcher retries with backoff; the last snapshot stays in use. A 404 on
-    /// the first list means the API does not exist here: the latch is released and the watch ends.
+    /// Watches `api` (see [`follow`](Self::follow)), retrying with backoff.
     async fn run<K, V>(
         self,
         api: Api<K>,
@@ -91,11 +88,31 @@ impl Watch {
         K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
         K::DynamicType: Default,
     {
+        let stream =
+            watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
+        self.follow(stream, extract, fold, listed).await;
+    }
+
+    /// Keeps `name → extract(object)` for every object (`None` drops it), and after the first
+    /// complete list and every change publishes `fold(objects, current snapshot)`. Errors are logged
+    /// and counted while the watcher retries with backoff; the last snapshot stays in use. A 404 on
+    /// the first list means the API does not exist here: the latch is released and the watch ends.
+    /// The ServiceCIDR watch logs the service ranges when it first learns them and at each change.
+    async fn follow<K, V>(
+        self,
+        stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+        extract: impl Fn(&K) -> Option<V>,
+        fold: impl Fn(&BTreeMap<String, V>, &Cluster) -> Cluster,
+        listed: Latch,
+    ) where
+        K: kube::Resource,
+        K::DynamicType: Default,
+    {
         let mut listed = Some(listed);
         let mut known: BTreeMap<String, V> = BTreeMap::new();
         let mut buffer: BTreeMap<String, V> = BTreeMap::new();
-        let stream =
-            watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
+        // What the log last said of the service ranges (`None`: nothing yet).
+        let mut said: Option<Option<ServiceCidrs>> = None;
         let mut stream = std::pin::pin!(stream);
         loop {
             let event = tokio::select! {
@@ -146,7 +163,66 @@ impl Watch {
             };
             if changed {
                 self.snapshot.rcu(|current| fold(&known, current));
+                if self.resource == WatchResource::servicecidrs {
+                    let now = self.snapshot.load().service_cidrs.clone();
+                    if let Some(news) = ranges_news(said.as_ref(), now.as_ref()) {
+                        news.log();
+                    }
+                    said = Some(now);
+                }
             }
+        }
+    }
+}
+
+/// What is new about the service ranges, for the log.
+#[derive(Debug, PartialEq, Eq)]
+enum RangesNews {
+    /// Known now, and not before (or nothing said yet).
+    Learned(String),
+    /// Known before and now, and different.
+    Changed {
+        /// The ranges now, primary first.
+        to: String,
+        /// The ranges before.
+        from: String,
+    },
+    /// Not known (no usable `kubernetes` ServiceCIDR): no cluster assumptions.
+    Unknown,
+}
+
+/// The news between what was `said` last (`None`: nothing yet) and the ranges `now`.
+fn ranges_news(
+    said: Option<&Option<ServiceCidrs>>,
+    now: Option<&ServiceCidrs>,
+) -> Option<RangesNews> {
+    match (said, now) {
+        (Some(before), now) if before.as_ref() == now => None,
+        (Some(Some(before)), Some(now)) => Some(RangesNews::Changed {
+            to: ranges(now),
+            from: ranges(before),
+        }),
+        (_, Some(now)) => Some(RangesNews::Learned(ranges(now))),
+        (_, None) => Some(RangesNews::Unknown),
+    }
+}
+
+/// `CIDR[,CIDR...]`, primary first, as `--service-cidrs` takes them.
+fn ranges(cidrs: &ServiceCidrs) -> String {
+    let nets: Vec<String> = cidrs.nets().iter().map(ToString::to_string).collect();
+    nets.join(",")
+}
+
+impl RangesNews {
+    fn log(&self) {
+        match self {
+            Self::Learned(ranges) => info!(%ranges, "learned the cluster's service ranges"),
+            Self::Changed { to, from } => {
+                info!(ranges = %to, previous = %from, "the cluster's service ranges changed");
+            }
+            Self::Unknown => warn!(
+                "no usable ServiceCIDR named {DEFAULT_SERVICE_CIDR:?}: making no assumptions about the cluster's service ranges"
+            ),
         }
     }
 }
@@ -179,11 +255,15 @@ fn api_missing(error: &watcher::Error) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use std::sync::Mutex;
+
     use k8s_openapi::api::networking::v1::ServiceCIDRSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
+    use crate::server::admin::Readiness;
 
     fn cidr(deleting: bool) -> ServiceCIDR {
         ServiceCIDR {
@@ -206,5 +286,118 @@ mod tests {
             Some(vec!["10.97.0.0/24".to_owned()])
         );
         assert_eq!(usable_cidrs(&cidr(true)), None);
+    }
+
+    fn service_cidr(name: &str, cidrs: &[&str]) -> ServiceCIDR {
+        ServiceCIDR {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceCIDRSpec {
+                cidrs: Some(cidrs.iter().map(|c| (*c).to_owned()).collect()),
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn ranges_news_says_what_changed() {
+        let dual = ServiceCidrs::parse("fd00::/108,10.96.0.0/16").unwrap();
+        let v4 = ServiceCidrs::parse("10.96.0.0/16").unwrap();
+        let learned = Some(RangesNews::Learned("fd00::/108,10.96.0.0/16".to_owned()));
+        assert_eq!(ranges_news(None, Some(&dual)), learned);
+        assert_eq!(ranges_news(Some(&None), Some(&dual)), learned);
+        assert_eq!(ranges_news(Some(&Some(dual.clone())), Some(&dual)), None);
+        assert_eq!(
+            ranges_news(Some(&Some(v4.clone())), Some(&dual)),
+            Some(RangesNews::Changed {
+                to: "fd00::/108,10.96.0.0/16".to_owned(),
+                from: "10.96.0.0/16".to_owned()
+            })
+        );
+        assert_eq!(ranges_news(None, None), Some(RangesNews::Unknown));
+        assert_eq!(
+            ranges_news(Some(&Some(v4)), None),
+            Some(RangesNews::Unknown)
+        );
+        assert_eq!(ranges_news(Some(&None), None), None);
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The ServiceCIDR watch over a scripted stream of events: the snapshot it publishes, the
+    /// readiness latch, and the log lines (plain, without time).
+    #[tokio::test]
+    async fn the_service_cidr_watch_logs_the_ranges_it_learns_and_each_change() {
+        let out = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let out = out.clone();
+                move || out.clone()
+            })
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        // The test runs on one thread (current-thread runtime): the default is in force throughout.
+        let _default = tracing::subscriber::set_default(subscriber);
+        let kubernetes = service_cidr("kubernetes", &["fd00:10:96::/112", "10.96.0.0/16"]);
+        let extra = service_cidr("extra", &["10.97.0.0/24"]);
+        let events = [
+            Event::Init,
+            Event::InitApply(kubernetes.clone()),
+            Event::InitDone,
+            Event::Apply(extra.clone()),
+            Event::Apply(extra), // the same again: no news
+            Event::Delete(kubernetes),
+        ];
+        let snapshot = Arc::new(ArcSwap::from_pointee(Cluster::default()));
+        let readiness = Readiness::default();
+        readiness.set_ready();
+        let watch = Watch {
+            resource: WatchResource::servicecidrs,
+            snapshot: snapshot.clone(),
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let stream = futures_util::stream::iter(events.map(Ok));
+        let fold = |known: &BTreeMap<String, Vec<String>>, cluster: &Cluster| Cluster {
+            service_cidrs: ServiceCidrs::from_service_cidr_objects(known),
+            ..cluster.clone()
+        };
+        watch
+            .follow(stream, usable_cidrs, fold, readiness.latch())
+            .await;
+        assert!(readiness.is_ready(), "the first list released the latch");
+        assert_eq!(snapshot.load().service_cidrs, None);
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let target = "dualstack_webhook::cluster::watch";
+        let want = [
+            format!(" INFO {target}: listed resource=servicecidrs objects=1"),
+            format!(
+                " INFO {target}: learned the cluster's service ranges ranges=fd00:10:96::/112,10.96.0.0/16"
+            ),
+            format!(
+                " INFO {target}: the cluster's service ranges changed \
+                 ranges=fd00:10:96::/112,10.96.0.0/16,10.97.0.0/24 previous=fd00:10:96::/112,10.96.0.0/16"
+            ),
+            format!(
+                " WARN {target}: no usable ServiceCIDR named \"kubernetes\": making no assumptions about \
+                 the cluster's service ranges"
+            ),
+        ];
+        assert_eq!(log.lines().collect::<Vec<_>>(), want, "{log}");
     }
 }

@@ -101,9 +101,13 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
     let admin_listener = TcpListener::bind(admin_listen)
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (--admin-listen)"))?;
+    // The addresses bound (a port 0 is given one), for the log.
+    let listen = listener.local_addr().unwrap_or(listen);
+    let admin_listen = admin_listener.local_addr().unwrap_or(admin_listen);
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    metrics.policy_loaded(&policy_value);
     let policy = Arc::new(ArcSwap::from_pointee(policy_value));
     let cluster = Arc::new(ArcSwap::from_pointee(Cluster::with_cidrs(
         cluster.service_cidrs,
@@ -173,7 +177,18 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         token.clone(),
     ));
     readiness.set_ready();
-    info!(%listen, %admin_listen, "ready");
+    // `ready` when /readyz turns 200: with --watch-cluster, after the watches' first lists.
+    tokio::spawn({
+        let (readiness, token) = (readiness.clone(), token.clone());
+        async move {
+            tokio::select! {
+                () = readiness.ready() => {
+                    info!(version = env!("CARGO_PKG_VERSION"), %listen, %admin_listen, "ready");
+                }
+                () = token.cancelled() => {}
+            }
+        }
+    });
     if dev {
         eprintln!(
             "dualstack-webhook is serving https://{listen} (admin http://{admin_listen}). Try:\n  \

@@ -302,7 +302,10 @@ async fn serve<P: Prepare, S: HttpsService>(
     let mut limits = Limits::new(&options);
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
-    info!(addr = ?listener.local_addr().ok(), protocol = P::NAME, "serving");
+    match listener.local_addr() {
+        Ok(addr) => info!(%addr, protocol = P::NAME, "serving"),
+        Err(error) => info!(%error, protocol = P::NAME, "serving; its address is unknown"),
+    }
 
     loop {
         let (stream, client_addr) = tokio::select! {

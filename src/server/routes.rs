@@ -22,7 +22,7 @@ use tracing::{debug, info};
 
 use crate::admission::{self, Answer, Endpoint, Outcome};
 use crate::cluster::Cluster;
-use crate::domain::policy::Policy;
+use crate::domain::policy::{Action, Policy};
 use crate::metrics::{Metrics, Refusal};
 use crate::server::body::{BodyError, Budget};
 
@@ -89,6 +89,7 @@ async fn handle(shared: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bo
         Ok(answer) => {
             let seconds = started.elapsed().as_secs_f64();
             log(endpoint, &answer);
+            findings(&state.metrics, endpoint, &answer);
             (state.metrics).review(endpoint, &answer.operation, answer.outcome, seconds);
             ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
         }
@@ -137,6 +138,36 @@ fn log(endpoint: Endpoint, answer: &Answer) {
             dry_run,
             ?denial,
             "{what}"
+        );
+    }
+}
+
+/// What a review's findings add to the metrics and the log: each finding is counted by rule and
+/// action (`dualstack_webhook_findings_total`), and each `Audit` finding of a review that was not
+/// denied is one `info` line naming the Service, the rule and the finding: nothing else outside
+/// the API server's audit log shows an Audit rule at work, which is what an "Audit first"
+/// rollout watches.
+pub fn findings(metrics: &Metrics, endpoint: Endpoint, answer: &Answer) {
+    let findings = &answer.summary.findings;
+    metrics.findings(endpoint, findings);
+    if answer.outcome == Outcome::Denied {
+        return;
+    }
+    let s = &answer.summary;
+    let (uid, namespace, name) = (&s.uid, &s.namespace, &s.name);
+    let (operation, dry_run) = (&answer.operation, s.dry_run);
+    for f in findings.iter().filter(|f| f.action == Action::Audit) {
+        let (rule, finding) = (&f.rule, f.violation.short());
+        info!(
+            ?endpoint,
+            uid,
+            namespace,
+            name,
+            ?operation,
+            dry_run,
+            rule,
+            finding,
+            "audit finding"
         );
     }
 }

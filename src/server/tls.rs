@@ -5,6 +5,7 @@
 //! `tls.crt -> ..data/tls.crt` changes contents without the old file ever being written. An
 //! inotify watch on the file would miss that; [`watch_certificates`] instead re-reads both files
 //! through their paths on a timer and swaps the pair only when it changed and is consistent.
+//! [`CertResolver::not_after`] says when the pair in use expires, for the metrics.
 
 use std::fmt;
 use std::io;
@@ -93,7 +94,14 @@ pub struct CertResolver {
     current: ArcSwap<CertifiedKey>,
     /// The file contents behind `current`, to tell an unchanged pair from a new one. The lock
     /// also serialises reloads.
-    loaded: Mutex<Pem>,
+    loaded: Mutex<Loaded>,
+}
+
+/// The pair in use, as read.
+struct Loaded {
+    pem: Pem,
+    /// The leaf certificate's `notAfter` (Unix seconds), if it could be read.
+    not_after: Option<i64>,
 }
 
 /// The raw bytes of a certificate and key file, as read together.
@@ -117,11 +125,12 @@ impl CertResolver {
     /// Loads the PEM certificate chain (leaf first) and private key, and checks that they match.
     pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, Error> {
         let (pem, certified) = load_pair(cert, key)?;
+        let not_after = leaf_not_after(&certified);
         Ok(Arc::new(Self {
             cert_path: cert.to_owned(),
             key_path: key.to_owned(),
             current: ArcSwap::from_pointee(certified),
-            loaded: Mutex::new(pem),
+            loaded: Mutex::new(Loaded { pem, not_after }),
         }))
     }
 
@@ -137,7 +146,7 @@ impl CertResolver {
         let mut attempt = 1;
         let (pem, certified) = loop {
             let pem = read_pem(&self.cert_path, &self.key_path)?;
-            if pem == *loaded {
+            if pem == loaded.pem {
                 return Ok(false);
             }
             match parse_pair(&pem, &self.cert_path, &self.key_path) {
@@ -145,9 +154,17 @@ impl CertResolver {
                 result => break (pem, result?),
             }
         };
+        let not_after = leaf_not_after(&certified);
         self.current.store(Arc::new(certified));
-        *loaded = pem;
+        *loaded = Loaded { pem, not_after };
         Ok(true)
+    }
+
+    /// When the certificate in use expires (its `notAfter`, Unix seconds); `None` if that could
+    /// not be read (rustls serves such a certificate all the same).
+    pub fn not_after(&self) -> Option<i64> {
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        loaded.not_after
     }
 
     /// The certificate file this resolver reads.
@@ -175,6 +192,12 @@ impl fmt::Debug for CertResolver {
             .field("key_path", &self.key_path)
             .finish_non_exhaustive()
     }
+}
+
+fn leaf_not_after(certified: &CertifiedKey) -> Option<i64> {
+    let der = certified.end_entity_cert().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn load_pair(cert: &Path, key: &Path) -> Result<(Pem, CertifiedKey), Error> {
@@ -272,7 +295,8 @@ fn client_verifier(
 
 /// Reloads `resolver` every `every` until `shutdown` is cancelled.
 ///
-/// A new pair is logged at `info` and counted as a success. A failed reload is counted every
+/// The expiry of the pair in use is set on the metrics at once and after each reload. A new pair
+/// is logged at `info` (with its expiry) and counted as a success. A failed reload is counted every
 /// time but logged at `warn` only when its message differs from the previous failure, so a
 /// broken Secret does not flood the log; the last good pair stays in use.
 pub async fn watch_certificates(
@@ -285,6 +309,7 @@ pub async fn watch_certificates(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick completes at once, and the pair was loaded just now.
     interval.tick().await;
+    record_not_after(&resolver, &metrics);
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -295,7 +320,9 @@ pub async fn watch_certificates(
         let cert = resolver.cert_path().display().to_string();
         match reload_blocking(&resolver).await {
             Ok(true) => {
-                info!(%cert, "reloaded serving certificate");
+                let not_after = record_not_after(&resolver, &metrics);
+                let not_after = not_after.as_deref().unwrap_or("unknown");
+                info!(%cert, not_after, "reloaded serving certificate");
                 metrics.certificate_reload(ReloadResult::success);
                 last_error = None;
             }
@@ -313,6 +340,20 @@ pub async fn watch_certificates(
             }
         }
     }
+}
+
+/// Sets the expiry gauge to the certificate in use; warns when it cannot be read (the gauge then
+/// keeps its last value, and the alert on it fires on time for the last known certificate).
+fn record_not_after(resolver: &CertResolver, metrics: &Metrics) -> Option<String> {
+    let Some(not_after) = resolver.not_after() else {
+        let cert = resolver.cert_path().display();
+        warn!(%cert, "cannot read the serving certificate's notAfter; the expiry metric is not updated");
+        return None;
+    };
+    metrics.certificate_not_after(not_after);
+    k8s_openapi::jiff::Timestamp::from_second(not_after)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// Runs [`CertResolver::reload`] off the async worker threads: it reads files.
