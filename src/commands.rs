@@ -91,13 +91,16 @@ fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (policy, bytes) = load_policy(&args.policy)?;
+    let (mut policy, bytes) = load_policy(&args.policy)?;
     print_lint_warnings(
         &args.policy,
         &bytes,
         &policy,
         args.cluster.service_cidrs.as_ref(),
     );
+    if let Some(enforcement) = args.enforcement {
+        policy.enforcement = enforcement.into();
+    }
     let mut known = check::Knowledge {
         service_cidrs: args.cluster.service_cidrs,
         default_namespace: args.namespace,
@@ -123,13 +126,16 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (policy, bytes) = load_policy(&args.policy)?;
+    let (mut policy, bytes) = load_policy(&args.policy)?;
     print_lint_warnings(
         &args.policy,
         &bytes,
         &policy,
         args.cluster.service_cidrs.as_ref(),
     );
+    if let Some(enforcement) = args.enforcement {
+        policy.enforcement = enforcement.into();
+    }
     let rows = runtime()?.block_on(async {
         let client = audit::connect().await?;
         audit::audit(client, &policy, args.cluster.service_cidrs).await

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cluster::ServiceCidrs;
+use crate::domain::policy::Enforcement;
 
 /// Kubernetes admission webhook that enforces a dual-stack policy on Services.
 #[derive(Debug, Parser)]
@@ -134,6 +135,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Judge as if the policy's `enforcement` were this (e.g. `deny` to preview what a policy
+    /// rolled out in Audit mode would refuse once enforced).
+    #[arg(long, value_enum)]
+    pub enforcement: Option<EnforcementArg>,
     /// The namespace of objects that name none (as `kubectl apply --namespace` would set it).
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
@@ -180,6 +185,31 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Judge as if the policy's `enforcement` were this (e.g. `deny` to preview what a policy
+    /// rolled out in Audit mode would refuse once enforced).
+    #[arg(long, value_enum)]
+    pub enforcement: Option<EnforcementArg>,
+}
+
+/// `--enforcement`: the policy's `enforcement`, overridden.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EnforcementArg {
+    /// Every rule acts as written.
+    Deny,
+    /// Every Deny rule acts as Warn.
+    Warn,
+    /// Every rule acts as Audit.
+    Audit,
+}
+
+impl From<EnforcementArg> for Enforcement {
+    fn from(arg: EnforcementArg) -> Self {
+        match arg {
+            EnforcementArg::Deny => Self::Deny,
+            EnforcementArg::Warn => Self::Warn,
+            EnforcementArg::Audit => Self::Audit,
+        }
+    }
 }
 
 /// `--log-format`.

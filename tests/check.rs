@@ -538,6 +538,33 @@ fn a_deny_rule_warns_under_enforcement_warn() {
     let (out, code) = run(&deny);
     assert_eq!(code, Some(1), "{out:#?}");
     assert_eq!(out[0]["verdict"], "deny");
+    // --enforcement overrides the policy's: what the Warn rollout would refuse once enforced.
+    let policy = warn.to_str().unwrap();
+    let args = [
+        "--policy",
+        policy,
+        "--enforcement",
+        "deny",
+        "--service-cidrs",
+        DUAL_V6,
+        "-",
+    ];
+    let (enforced, code) = rows(&args, single);
+    assert_eq!((code, &enforced), (Some(1), &out));
+    let args = [
+        "--policy",
+        policy,
+        "--enforcement",
+        "audit",
+        "--service-cidrs",
+        DUAL_V6,
+        "-",
+    ];
+    let (audited, code) = rows(&args, single);
+    assert_eq!(
+        (code, audited[0]["verdict"].as_str()),
+        (Some(0), Some("audit"))
+    );
     assert_eq!(
         out[0]["message"],
         "Service \"shop/web\" violates the dual-stack policy: rule \"dual\": the Service has one IP \
