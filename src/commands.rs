@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cluster::ServiceCidrs;
-use crate::config::{AuditArgs, CertsArgs, CheckArgs, Cli, Command, OutputFormat};
+use crate::config::{AuditArgs, CertsArgs, CheckArgs, Cli, Command, EnforcementArg, OutputFormat};
 use crate::domain::policy::Policy;
 use crate::policy_file::{lint_warnings, load_policy};
 
@@ -91,16 +91,11 @@ fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (mut policy, bytes) = load_policy(&args.policy)?;
-    print_lint_warnings(
+    let policy = load_for_judging(
         &args.policy,
-        &bytes,
-        &policy,
         args.cluster.service_cidrs.as_ref(),
-    );
-    if let Some(enforcement) = args.enforcement {
-        policy.enforcement = enforcement.into();
-    }
+        args.enforcement,
+    )?;
     let mut known = check::Knowledge {
         service_cidrs: args.cluster.service_cidrs,
         default_namespace: args.namespace,
@@ -126,16 +121,11 @@ fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (mut policy, bytes) = load_policy(&args.policy)?;
-    print_lint_warnings(
+    let policy = load_for_judging(
         &args.policy,
-        &bytes,
-        &policy,
         args.cluster.service_cidrs.as_ref(),
-    );
-    if let Some(enforcement) = args.enforcement {
-        policy.enforcement = enforcement.into();
-    }
+        args.enforcement,
+    )?;
     let rows = runtime()?.block_on(async {
         let client = audit::connect().await?;
         audit::audit(client, &policy, args.cluster.service_cidrs).await
@@ -148,11 +138,21 @@ fn audit_cmd(args: AuditArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The policy's lint warnings on stderr, as `lint` prints them (its errors refused it already).
-fn print_lint_warnings(path: &Path, bytes: &[u8], policy: &Policy, cidrs: Option<&ServiceCidrs>) {
-    for w in lint_warnings(bytes, policy, cidrs) {
+/// The policy `check` and `audit` judge with: loaded, its lint warnings on stderr as `lint` prints
+/// them (its errors refused it already), and `--enforcement` in place of its own if given.
+fn load_for_judging(
+    path: &Path,
+    cidrs: Option<&ServiceCidrs>,
+    enforcement: Option<EnforcementArg>,
+) -> anyhow::Result<Policy> {
+    let (mut policy, bytes) = load_policy(path)?;
+    for w in lint_warnings(&bytes, &policy, cidrs) {
         eprintln!("{}:{}: {w}", path.display(), w.line.unwrap_or(1));
     }
+    if let Some(enforcement) = enforcement {
+        policy.enforcement = enforcement.into();
+    }
+    Ok(policy)
 }
 
 /// A runtime for the commands that read a cluster once.

@@ -45,16 +45,19 @@ pub fn load_policy(path: &Path) -> Result<(Policy, Vec<u8>), LoadError> {
 /// Reads a policy file: at most [`POLICY_MAX_BYTES`], plus one byte to tell a larger file.
 pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     let failed = |e| LoadError::Read(path.to_owned(), e);
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    let file = std::fs::File::open(path).map_err(failed)?;
+    read_at_most(file, POLICY_MAX_BYTES)
         .map_err(failed)?
-        .take(POLICY_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > POLICY_MAX_BYTES {
-        return Err(LoadError::TooLarge(path.to_owned()));
-    }
-    Ok(bytes)
+        .ok_or_else(|| LoadError::TooLarge(path.to_owned()))
+}
+
+/// At most `max` bytes of `reader`, or `None` when it holds more: reading stops one byte past
+/// `max`, so an endless source (`/dev/zero`) is refused as soon as it is too large. Policy files,
+/// manifests and test suites are all read through this.
+pub fn read_at_most(reader: impl std::io::Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, LoadError> {

@@ -16,6 +16,7 @@ use crate::commands::report::Source;
 use crate::domain::policy::limits::{self, MANIFEST_MAX_BYTES, MANIFEST_MAX_DEPTH};
 use crate::domain::service::{Labels, Service};
 use crate::domain::yaml_lines::Lines;
+use crate::policy_file::read_at_most;
 
 /// The path that names standard input.
 pub const STDIN: &str = "-";
@@ -168,14 +169,9 @@ impl Inputs {
 
 /// At most [`MANIFEST_MAX_BYTES`] of UTF-8 text, or why not.
 fn read_limited(reader: impl Read) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    reader
-        .take(MANIFEST_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
-        return Err(format!("larger than {} MiB", MANIFEST_MAX_BYTES >> 20));
-    }
+    let bytes = read_at_most(reader, MANIFEST_MAX_BYTES)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("larger than {} MiB", MANIFEST_MAX_BYTES >> 20))?;
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 

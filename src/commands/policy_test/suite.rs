@@ -7,7 +7,6 @@
 //! rest here (a header, a `service` key, a result listed twice, a rule the policy lacks).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -18,7 +17,7 @@ use crate::domain::policy::Policy;
 use crate::domain::policy::limits::{self, POLICY_MAX_DEPTH};
 use crate::domain::service::{IpFamily, IpFamilyPolicy, Labels};
 use crate::domain::yaml_lines::Lines;
-use crate::policy_file::{LoadError, load_policy};
+use crate::policy_file::{LoadError, load_policy, read_at_most};
 
 use super::verify::Outcome;
 
@@ -244,15 +243,10 @@ fn expectations(
 /// The suite's text: at most [`SUITE_MAX_BYTES`] of UTF-8.
 fn read(path: &Path) -> Result<String, SuiteError> {
     let failed = |e| SuiteError::Read(path.to_owned(), e);
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let bytes = read_at_most(file, SUITE_MAX_BYTES)
         .map_err(failed)?
-        .take(SUITE_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > SUITE_MAX_BYTES {
-        return Err(SuiteError::NotText(path.to_owned(), "larger than 1 MiB"));
-    }
+        .ok_or_else(|| SuiteError::NotText(path.to_owned(), "larger than 1 MiB"))?;
     String::from_utf8(bytes).map_err(|_| SuiteError::NotText(path.to_owned(), "not UTF-8 text"))
 }
 
