@@ -10,6 +10,7 @@ pub mod policy_test;
 pub mod report;
 pub mod review;
 pub mod serve;
+pub mod webhook_configurations;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Audit(args) => audit_cmd(args),
         Command::Lint(args) => lint::run(args),
         Command::Test(args) => policy_test::run(args),
+        Command::WebhookConfigurations(args) => webhook_configurations::run(args),
     };
     match result {
         Ok(code) => code,
@@ -73,7 +75,12 @@ fn certs_cmd(args: CertsArgs) -> anyhow::Result<ExitCode> {
         dns,
         ip,
         force,
+        namespace,
+        service,
     } = args;
+    let mut names = certs::in_cluster_names(&service, &namespace);
+    names.extend(dns);
+    let dns = names;
     // Without --force an existing CA is an error: it may be the caBundle of a configuration.
     let paths = if force {
         certs::replace(&out, &dns, &ip)?

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cluster::ServiceCidrs;
 use crate::domain::policy::Enforcement;
+use crate::registration::FailurePolicy;
 
 /// Kubernetes admission webhook that enforces a dual-stack policy on Services.
 #[derive(Debug, Parser)]
@@ -34,6 +35,8 @@ pub enum Command {
     Lint(LintArgs),
     /// Run policy test suites: Services, a policy and the expected result of each (exit 1 on a failure).
     Test(TestArgs),
+    /// Print the admission configurations `serve --register-webhooks` registers (YAML).
+    WebhookConfigurations(WebhookConfigurationsArgs),
 }
 
 /// `serve`.
@@ -80,6 +83,78 @@ pub struct ServeArgs {
     /// connections to a terminating pod.
     #[arg(long, env = "DUALSTACK_WEBHOOK_SHUTDOWN_DELAY", default_value_t = 5)]
     pub shutdown_delay: u64,
+    /// Once ready and once the Service has a ready endpoint, fill the webhooks of the existing
+    /// MutatingWebhookConfiguration and ValidatingWebhookConfiguration of this name (never creates
+    /// them: deleting them unregisters). Needs --namespace and --ca-bundle.
+    #[arg(long, env = "DUALSTACK_WEBHOOK_REGISTER_WEBHOOKS", value_name = "NAME")]
+    pub register_webhooks: Option<String>,
+    /// What the registered configurations say.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// What the admission configurations say, beside their name.
+#[derive(Debug, Args, Clone)]
+pub struct WebhookArgs {
+    /// The webhook's Service, which the API server calls (port 443).
+    #[arg(
+        long,
+        env = "DUALSTACK_WEBHOOK_SERVICE",
+        default_value = "dualstack-webhook"
+    )]
+    pub service: String,
+    /// The namespace the webhook runs in (the pod's, from the downward API): its Service's, and
+    /// never sent to it, as kube-system is not.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// PEM CA bundle the API server verifies the serving certificate with (the Secret's ca.crt;
+    /// during a CA rotation the new CA and the old one).
+    #[arg(long, env = "DUALSTACK_WEBHOOK_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// What the API server does with a write when the webhook cannot answer: refuse it (Fail)
+    /// or admit it unchecked (Ignore).
+    #[arg(long, env = "DUALSTACK_WEBHOOK_FAILURE_POLICY", value_enum, ignore_case = true,
+          default_value_t = FailurePolicyArg::Fail)]
+    pub failure_policy: FailurePolicyArg,
+    /// Seconds the API server waits for an answer (1-30).
+    #[arg(long, env = "DUALSTACK_WEBHOOK_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub webhook_timeout: i32,
+}
+
+/// `webhook-configurations`.
+#[derive(Debug, Args)]
+pub struct WebhookConfigurationsArgs {
+    /// The name of both configurations.
+    #[arg(long, default_value = "dualstack-webhook")]
+    pub name: String,
+    /// What they say.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+    /// Send the reviews to this base URL (`<url>/mutate`, `<url>/validate`) instead of the
+    /// Service: a webhook outside the cluster.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// `--failure-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicyArg {
+    /// Refuse the write.
+    #[value(name = "Fail")]
+    Fail,
+    /// Admit the write unchecked.
+    #[value(name = "Ignore")]
+    Ignore,
+}
+
+impl From<FailurePolicyArg> for FailurePolicy {
+    fn from(arg: FailurePolicyArg) -> Self {
+        match arg {
+            FailurePolicyArg::Fail => Self::Fail,
+            FailurePolicyArg::Ignore => Self::Ignore,
+        }
+    }
 }
 
 /// What the webhook knows of the cluster, from flags.
@@ -117,6 +192,13 @@ pub struct CertsArgs {
     /// Extra IP SAN (repeatable), added to 127.0.0.1 and ::1.
     #[arg(long = "ip")]
     pub ip: Vec<IpAddr>,
+    /// The namespace the webhook runs in: the in-cluster names are `<service>`, `<service>.<ns>`,
+    /// `<service>.<ns>.svc` and `<service>.<ns>.svc.cluster.local`.
+    #[arg(long, default_value = "dualstack-webhook")]
+    pub namespace: String,
+    /// The webhook's Service.
+    #[arg(long, default_value = "dualstack-webhook")]
+    pub service: String,
     /// Replace the CA, and the server pair, if the directory already holds one; without it an
     /// existing CA is an error and nothing is written.
     #[arg(long)]

@@ -3,8 +3,9 @@
 //! # Layout
 //! ```text
 //! main ─▶ commands ─┬─▶ serve ─▶ server::{https, tls, routes, admin}, cluster::watch, policy_file,
-//!                   │            metrics, telemetry, shutdown
-//!                   ├─▶ review, check, audit ─▶ admission / domain
+//!                   │            registration::registrar, metrics, telemetry, shutdown
+//!                   ├─▶ review, check, audit, lint, test ─▶ admission / domain
+//!                   ├─▶ webhook-configurations ─▶ registration::configuration
 //!                   └─▶ certs
 //! server::routes ─▶ admission ─▶ domain::{engine ─▶ policy, apiserver_model, patch, service}
 //! ```
@@ -12,6 +13,8 @@
 //! - [`domain`]: the pure core (service view, policy, engine, the model of kube-apiserver, patch):
 //!   no I/O, no async, no clock, no logging.
 //! - [`cluster`]: the snapshot of the cluster the engine reads; [`cluster::watch`] keeps it current.
+//! - [`registration`]: the admission configurations, and the task that registers them once a
+//!   replica can answer.
 //! - [`server`]: the HTTPS and admin listeners; [`policy_file`] reads and reloads the policy.
 //! - [`commands`]: the subcommands; [`config`] their flags.
 //!
@@ -24,6 +27,7 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod policy_file;
+pub mod registration;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

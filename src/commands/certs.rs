@@ -22,14 +22,20 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-/// DNS names every generated server certificate carries: local use and the in-cluster Service
-/// names kube-apiserver dials (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc`).
-pub const DEFAULT_DNS_NAMES: &[&str] = &[
-    "localhost",
-    "dualstack-webhook",
-    "dualstack-webhook.dualstack-webhook",
-    "dualstack-webhook.dualstack-webhook.svc",
-];
+/// DNS names every generated server certificate carries, for local use; `certs` adds
+/// [`in_cluster_names`].
+pub const DEFAULT_DNS_NAMES: &[&str] = &["localhost"];
+
+/// The names of a Service in the cluster (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc` — the one
+/// kube-apiserver dials and verifies — and `<svc>.<ns>.svc.cluster.local`).
+pub fn in_cluster_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]
+}
 
 /// IP addresses every generated server certificate carries: both loopbacks.
 pub const DEFAULT_IPS: &[IpAddr] = &[

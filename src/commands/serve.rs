@@ -1,6 +1,6 @@
-//! `serve`: loads certificates and policy, binds both listeners, starts the reload and watch
-//! tasks, and serves until SIGTERM/SIGINT; then not ready but serving for `--shutdown-delay`,
-//! then drains.
+//! `serve`: loads certificates and policy, binds both listeners, starts the reload, watch and
+//! registration tasks, and serves until SIGTERM/SIGINT; then not ready but serving for
+//! `--shutdown-delay`, then drains.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cluster::{self, Cluster};
-use crate::commands::{EXAMPLE_POLICY, certs};
+use crate::commands::{EXAMPLE_POLICY, certs, webhook_configurations};
 use crate::config::ServeArgs;
 use crate::domain::policy::Policy;
 use crate::metrics::Metrics;
 use crate::policy_file::{lint_warnings, load_policy, log_warnings, watch_policy};
+use crate::registration::registrar::Registrar;
 use crate::server::admin::{self, Readiness};
 use crate::server::routes::{self, AppState};
 use crate::server::{self, ServerOptions, tls};
@@ -52,6 +53,8 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         watch_cluster,
         reload_interval,
         shutdown_delay,
+        register_webhooks,
+        webhook,
     } = args;
     // Held to the end of `serve`: dropping it writes out the queued log lines.
     let _log_writer = telemetry::init(log_format);
@@ -120,6 +123,28 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         let readiness = readiness.clone();
         move || readiness.set_stopping()
     });
+    // Registration's flags are checked before anything is served.
+    let registration = match register_webhooks {
+        Some(name) => {
+            let endpoint = webhook_configurations::service_endpoint(&webhook)
+                .context("--register-webhooks")?;
+            let ca_bundle = webhook
+                .ca_bundle
+                .clone()
+                .context("--register-webhooks needs --ca-bundle: the CA the API server trusts")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("--register-webhooks: no usable kubeconfig or in-cluster configuration")?;
+            Some(Registrar {
+                client,
+                registration: webhook_configurations::registration(name, &webhook, endpoint, None),
+                ca_bundle,
+                tls_cert: tls_cert.clone(),
+                every: Duration::from_secs(reload_interval.max(1)),
+            })
+        }
+        None => None,
+    };
     if watch_cluster {
         let client = kube::Client::try_default()
             .await
@@ -177,6 +202,9 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         token.clone(),
     ));
     readiness.set_ready();
+    if let Some(registrar) = registration {
+        tokio::spawn(registrar.run(readiness.clone(), token.clone()));
+    }
     // `ready` when /readyz turns 200: with --watch-cluster, after the watches' first lists.
     tokio::spawn({
         let (readiness, token) = (readiness.clone(), token.clone());

@@ -1,5 +1,6 @@
 //! End-to-end tests against a real kube-apiserver (k8s.io/kubernetes v1.37.2) and etcd from
-//! `tests/apiserver`, with the release webhook registered through `manifests/base/webhooks.yaml`.
+//! `tests/apiserver`, with the release webhook registered with the configurations it registers
+//! itself in a cluster (`dualstack-webhook webhook-configurations`, sent to a loopback URL).
 //!
 //! Every test is `#[ignore]`d: plain `cargo test` has no API server. `make e2e` (the driver,
 //! `tests/e2e/run.sh`) starts the harness and the webhook, registers the configurations and runs

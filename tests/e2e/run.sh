@@ -6,7 +6,8 @@
 #  2. makes the webhook's certificates with `dualstack-webhook certs`, starts etcd + kube-apiserver
 #     (dual-stack, IPv4 primary, audit log on) and the webhook on free loopback ports, watching
 #     that API server (--watch-cluster), and waits for its /readyz;
-#  3. registers manifests/base/webhooks.yaml rendered for 127.0.0.1 (the test binary's setup step);
+#  3. registers the configurations `serve --register-webhooks` registers, sent to 127.0.0.1
+#     (`webhook-configurations --url`; the test binary's setup step);
 #  4. e2e: runs every ignored test except setup/bench, one at a time; bench: the latency benchmark.
 # Extra arguments go to the test binary (e.g. a name filter). Every wait is bounded; the EXIT trap
 # stops exactly the processes this run started (its own pid files, each checked against the
@@ -118,7 +119,7 @@ export E2E_SERVICE_CIDRS="$SERVICE_CIDRS"
 export E2E_AUDIT_LOG="$WD/audit.log"
 export E2E_APISERVER_WORKDIR="$WD/apiserver"
 
-step "register manifests/base/webhooks.yaml (rendered for 127.0.0.1:$PORT)"
+step "register the webhook configurations (sent to 127.0.0.1:$PORT)"
 "$TEST_BIN" --ignored --exact setup::register_webhooks --test-threads=1 -q >"$WD/logs/setup.log" 2>&1 \
   || { cat "$WD/logs/setup.log" >&2; die "registering the webhook configurations failed"; }
 

@@ -1,6 +1,7 @@
 //! The driver's registration step: `run.sh` calls this one (by exact name) before the suite, and
-//! skips it in the suite itself. Kept in Rust so that the driver and the tests render
-//! `manifests/base/webhooks.yaml` the same way.
+//! skips it in the suite itself. Kept in Rust so that the driver and the tests render the
+//! configurations the same way: what `serve --register-webhooks` registers
+//! (`dualstack-webhook webhook-configurations`), sent to the driver's webhook on loopback.
 
 use kube::api::PostParams;
 use serde_json::json;

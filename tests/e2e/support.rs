@@ -244,7 +244,8 @@ where
 
 // === webhook configurations ===
 
-/// How to render `manifests/base/webhooks.yaml` for a webhook on loopback.
+/// How to render the configurations `serve --register-webhooks` registers for a webhook on
+/// loopback (`dualstack-webhook webhook-configurations --url`).
 pub(crate) struct Render<'a> {
     /// `metadata.name` of both configurations.
     pub(crate) name: &'a str,
@@ -260,38 +261,69 @@ pub(crate) struct Render<'a> {
 
 /// The documents of a YAML file, as JSON values (empty documents skipped).
 pub(crate) fn yaml_documents(path: &Path) -> Vec<Value> {
+    yaml_documents_of(
+        &std::fs::read_to_string(path).unwrap(),
+        &path.display().to_string(),
+    )
+}
+
+fn yaml_documents_of(text: &str, source: &str) -> Vec<Value> {
     use serde::Deserialize as _;
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{source}: {e}")))
         .filter(|v| !v.is_null())
         .collect()
 }
 
-/// `manifests/base/webhooks.yaml` rendered as the installer would: `clientConfig.service` replaced by a
-/// URL on loopback, `caBundle` filled in.
+/// What `dualstack-webhook webhook-configurations --url` prints (the configurations the webhook
+/// registers, sent to a URL), with [`Render`]'s overrides.
 pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
-    let mut docs = yaml_documents(&manifests_dir().join("base/webhooks.yaml"));
+    let dir = workdir().join("rendered-webhooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join(format!("{}-{}.crt", r.name, std::process::id()));
+    std::fs::write(&ca, r.ca_pem).unwrap();
+    let mut cmd = Command::new(env("E2E_WEBHOOK_BIN"));
+    cmd.args([
+        "webhook-configurations",
+        "--name",
+        r.name,
+        "--url",
+        r.base_url,
+    ])
+    .arg("--ca-bundle")
+    .arg(&ca);
+    if let Some(fp) = r.failure_policy {
+        cmd.args(["--failure-policy", fp]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "webhook-configurations: {out:?}");
+    let mut docs = yaml_documents_of(
+        &String::from_utf8(out.stdout).unwrap(),
+        "webhook-configurations",
+    );
     for doc in &mut docs {
         render_one(doc, r);
     }
     docs
 }
 
-/// Renders one webhook configuration document in place (other kinds are left alone).
+/// Renders one webhook configuration document in place for [`Render`] (other kinds, and
+/// configurations without webhooks, keep everything but the name).
 pub(crate) fn render_one(doc: &mut Value, r: &Render<'_>) {
     let kind = doc["kind"].as_str().unwrap_or_default();
     if !kind.ends_with("WebhookConfiguration") {
         return;
     }
     doc["metadata"]["name"] = json!(r.name);
+    let Some(hooks) = doc["webhooks"].as_array_mut() else {
+        return;
+    };
     let bundle = base64::engine::general_purpose::STANDARD.encode(r.ca_pem);
-    for hook in doc["webhooks"].as_array_mut().expect("webhooks") {
-        let path = hook["clientConfig"]["service"]["path"]
-            .as_str()
-            .expect("clientConfig.service.path")
-            .to_owned();
-        hook["clientConfig"] = json!({"url": format!("{}{path}", r.base_url), "caBundle": bundle});
+    for hook in hooks {
+        if let Some(path) = hook["clientConfig"]["service"]["path"].as_str() {
+            let url = format!("{}{path}", r.base_url);
+            hook["clientConfig"] = json!({"url": url, "caBundle": bundle});
+        }
         if let Some(fp) = r.failure_policy {
             hook["failurePolicy"] = json!(fp);
         }
@@ -322,7 +354,7 @@ pub(crate) async fn apply_webhooks(client: &Client, r: &Render<'_>) {
                     .await
                     .expect("apply ValidatingWebhookConfiguration");
             }
-            other => panic!("unexpected kind {other:?} in manifests/base/webhooks.yaml"),
+            other => panic!("unexpected kind {other:?} from webhook-configurations"),
         }
     }
 }
