@@ -5,8 +5,8 @@ BIN := target/release/dualstack-webhook
 .PHONY: test lint unit fixtures release run clean
 
 ## test: lint, unit/property/service/TLS/hostile/fault tests, curl fixtures, a short fuzz run, the
-## dependency policy, and end-to-end tests against a real kube-apiserver
-test: lint unit fixtures fuzz-smoke deny e2e
+## dependency policy, the Helm chart's checks, and end-to-end tests against a real kube-apiserver
+test: lint unit fixtures fuzz-smoke deny helm e2e
 
 ## lint: formatting and clippy with warnings as errors
 lint:
@@ -42,3 +42,6 @@ include bench/bench.mk
 
 # e2e, bench-e2e: a real kube-apiserver v1.37.2 and etcd built from Go modules (tests/apiserver).
 include tests/e2e/e2e.mk
+
+# helm: the Helm chart (charts/dualstack-webhook) linted, rendered and compared with manifests/.
+include tests/helm/helm.mk

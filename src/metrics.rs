@@ -216,6 +216,7 @@ pub struct Metrics {
     policy_last_successful: Gauge,
     certificate_reloads: Family<ReloadLabels, Counter>,
     certificate_not_after: Gauge,
+    registrations: Family<ReloadLabels, Counter>,
     tls_handshake_failures: Counter,
     watch_errors: Family<WatchLabels, Counter>,
 }
@@ -229,7 +230,7 @@ const ANSWERS: [(EndpointLabel, &[OutcomeLabel]); 2] = {
     ]
 };
 
-/// The operations the webhook configurations send (`manifests/base/webhooks.yaml`); a DELETE or
+/// The operations the webhook configurations send (`src/registration/configuration.rs`); a DELETE or
 /// CONNECT from a configuration of one's own gets its series at its first review.
 const OPERATIONS: [OperationLabel; 2] = [OperationLabel::CREATE, OperationLabel::UPDATE];
 
@@ -269,6 +270,7 @@ impl Metrics {
             policy_last_successful: Gauge::default(),
             certificate_reloads: Family::default(),
             certificate_not_after: Gauge::default(),
+            registrations: Family::default(),
             tls_handshake_failures: Counter::default(),
             watch_errors: Family::default(),
         };
@@ -319,6 +321,11 @@ impl Metrics {
             m.certificate_not_after,
         );
         reg.register(
+            "webhook_registrations",
+            "Attempts to register the webhook configurations (serve --register-webhooks), by result",
+            m.registrations,
+        );
+        reg.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             m.tls_handshake_failures,
@@ -360,6 +367,8 @@ impl Metrics {
             self.policy_reloads
                 .get_or_create_owned(&ReloadLabels { result });
             self.certificate_reloads
+                .get_or_create_owned(&ReloadLabels { result });
+            self.registrations
                 .get_or_create_owned(&ReloadLabels { result });
         }
         for resource in [WatchResource::servicecidrs, WatchResource::namespaces] {
@@ -455,6 +464,13 @@ impl Metrics {
     /// Counts a certificate reload attempt.
     pub fn certificate_reload(&self, result: ReloadResult) {
         self.certificate_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// Counts an attempt to register the webhook configurations.
+    pub fn registration(&self, result: ReloadResult) {
+        self.registrations
             .get_or_create(&ReloadLabels { result })
             .inc();
     }
@@ -605,6 +621,8 @@ mod tests {
             r#"dualstack_webhook_policy_reloads_total{result="failure"} 0"#,
             r#"dualstack_webhook_certificate_reloads_total{result="success"} 0"#,
             r#"dualstack_webhook_certificate_reloads_total{result="failure"} 0"#,
+            r#"dualstack_webhook_webhook_registrations_total{result="success"} 0"#,
+            r#"dualstack_webhook_webhook_registrations_total{result="failure"} 0"#,
             r#"dualstack_webhook_watch_errors_total{resource="servicecidrs"} 0"#,
             r#"dualstack_webhook_watch_errors_total{resource="namespaces"} 0"#,
             "dualstack_webhook_tls_handshake_failures_total 0",

@@ -442,6 +442,7 @@ async fn the_alerts_use_metrics_the_webhook_exposes() {
         "DualStackWebhookCertificateExpiresSoon",
         "DualStackWebhookCertificateReloadFailing",
         "DualStackWebhookPolicyReloadFailing",
+        "DualStackWebhookRegistrationFailing",
         "DualStackWebhookWatchErrors",
     ];
     assert_eq!(alerts, want.map(str::to_owned).into());

@@ -141,6 +141,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
                 ca_bundle,
                 tls_cert: tls_cert.clone(),
                 every: Duration::from_secs(reload_interval.max(1)),
+                metrics: metrics.clone(),
             })
         }
         None => None,

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::configuration::{Endpoint, Registration};
 use super::trust::{TrustError, verify_serving};
+use crate::metrics::{Metrics, ReloadResult};
 use crate::server::admin::Readiness;
 
 /// The field manager of the patches (what `managedFields` shows).
@@ -50,6 +51,8 @@ pub struct Registrar {
     pub tls_cert: PathBuf,
     /// How often the two files are checked for changes.
     pub every: Duration,
+    /// Where attempts are counted.
+    pub metrics: Metrics,
 }
 
 /// Why one registration attempt failed.
@@ -103,6 +106,7 @@ impl Registrar {
             let files = match self.read_files().await {
                 Ok(files) => files,
                 Err(error) => {
+                    self.metrics.registration(ReloadResult::failure);
                     log_failure(&error, &mut last_error);
                     continue;
                 }
@@ -112,10 +116,14 @@ impl Registrar {
             }
             match self.register(&files.0, &files.1).await {
                 Ok(()) => {
+                    self.metrics.registration(ReloadResult::success);
                     registered = Some(files);
                     last_error = None;
                 }
-                Err(error) => log_failure(&error, &mut last_error),
+                Err(error) => {
+                    self.metrics.registration(ReloadResult::failure);
+                    log_failure(&error, &mut last_error);
+                }
             }
         }
     }

@@ -8,7 +8,8 @@
 #  3. docker build -t dualstack-webhook:kind . and kind load docker-image;
 #  4. manifests/overlays/self-managed/generate.sh, then applies tests/kind/overlay (that overlay
 #     with tests/e2e/policy.yaml as the policy and the :kind image);
-#  5. waits for the rollout (readiness = both cluster watches listed) and until the API server
+#  5. waits for the rollout (readiness = both cluster watches listed), until the pods registered
+#     the webhooks into the empty configurations (--register-webhooks) and until the API server
 #     calls the webhook;
 #  6. runs the e2e tests that only need a cluster with the webhook registered (below), one at a
 #     time, with E2E_KUBECONFIG pointing at the kind cluster;
@@ -77,6 +78,17 @@ kubectl apply --server-side --field-manager=dualstack-webhook-kind -f "$WD/rende
 log "wait for the rollout (readiness: certificates, policy, both cluster watches listed)"
 kubectl -n dualstack-webhook rollout status deployment/dualstack-webhook --timeout=300s
 kubectl -n dualstack-webhook wait --for=condition=Available deployment/dualstack-webhook --timeout=60s
+
+log "wait until the pods registered the webhooks (the manifests ship the configurations empty)"
+registered() {
+  [[ -n "$(kubectl get mutatingwebhookconfiguration dualstack-webhook -o jsonpath='{.webhooks[*].name}')" ]] \
+    && [[ -n "$(kubectl get validatingwebhookconfiguration dualstack-webhook -o jsonpath='{.webhooks[*].name}')" ]]
+}
+deadline=$((SECONDS + 120))
+until registered; do
+  ((SECONDS < deadline)) || die "the webhooks were not registered (kubectl -n dualstack-webhook logs deploy/dualstack-webhook)"
+  sleep 2
+done
 
 log "wait until the API server calls the webhook"
 kubectl create namespace e2e-probe --dry-run=client -o yaml | kubectl apply -f - >/dev/null
