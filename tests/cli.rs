@@ -356,3 +356,112 @@ fn serve_refuses_missing_certificates_with_the_path() {
         "cannot read certificate /nonexistent/tls.crt (--tls-cert): No such file or directory (os error 2)",
     );
 }
+
+#[test]
+fn certs_name_the_namespace_the_webhook_runs_in() {
+    use dualstack_webhook::registration::trust::verify_serving;
+    use rustls::pki_types::UnixTime;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "certs",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--namespace",
+            "platform-system",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let cert = std::fs::read(dir.path().join("tls.crt")).unwrap();
+    for host in [
+        "dualstack-webhook.platform-system.svc",
+        "dualstack-webhook.platform-system.svc.cluster.local",
+        "localhost",
+    ] {
+        assert_eq!(
+            verify_serving(&ca, &cert, host, UnixTime::now()),
+            Ok(()),
+            "{host}"
+        );
+    }
+    let other = verify_serving(
+        &ca,
+        &cert,
+        "dualstack-webhook.dualstack-webhook.svc",
+        UnixTime::now(),
+    );
+    assert!(other.is_err(), "{other:?}");
+}
+
+#[test]
+fn webhook_configurations_prints_what_serve_registers() {
+    use base64::Engine as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "webhook-configurations",
+            "--namespace",
+            "platform-system",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "--failure-policy",
+            "Ignore",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .split("---\n")
+        .map(|doc| serde_yaml_ng::from_str(doc).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration"
+        ]
+    );
+    let bundle = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&ca).unwrap());
+    for (doc, path) in docs.iter().zip(["/mutate", "/validate"]) {
+        let hook = &doc["webhooks"][0];
+        assert_eq!(doc["metadata"]["name"], "dualstack-webhook");
+        assert_eq!(
+            hook["clientConfig"],
+            serde_json::json!({
+                "service": {"namespace": "platform-system", "name": "dualstack-webhook", "path": path, "port": 443},
+                "caBundle": bundle
+            })
+        );
+        assert_eq!(hook["failurePolicy"], "Ignore");
+        assert_eq!(
+            hook["namespaceSelector"]["matchExpressions"][0]["values"],
+            serde_json::json!(["kube-system", "platform-system"])
+        );
+    }
+}
+
+#[test]
+fn registering_without_a_namespace_says_what_to_set() {
+    let out = run_command(
+        Command::new(BIN)
+            .args(["webhook-configurations"])
+            .env_remove("POD_NAMESPACE"),
+        b"",
+    );
+    assert_fails_with(
+        &out,
+        "--namespace (or POD_NAMESPACE) is needed: the namespace the webhook and its Service run in",
+    );
+}
