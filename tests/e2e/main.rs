@@ -22,6 +22,7 @@
 //!   harness and webhook of their own do with each create (three cluster shapes).
 //! - [`manifests`]: the kustomize base and overlays render and pass server-side dry-run.
 //! - [`rollout`]: a rolling update behind a test proxy, `--shutdown-delay` against none.
+//! - [`lifecycle`]: install, self-registration, rollout, upgrade, uninstall (Helm, kustomize).
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
@@ -33,6 +34,7 @@ mod check;
 mod cluster;
 mod defaults;
 mod failure;
+mod lifecycle;
 mod manifests;
 mod nssel;
 mod pinned;

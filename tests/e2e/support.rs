@@ -517,6 +517,21 @@ pub(crate) fn record_pid(name: &str, pid: u32) -> PathBuf {
     file
 }
 
+/// Stops a process a test started: TERM, up to 10 s, then KILL; waits for it and removes its
+/// pid file.
+pub(crate) fn stop_process(mut child: Child, pid_file: &Path) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(pid_file);
+}
+
 /// A webhook process started by a test; stopped (TERM, then KILL) when dropped.
 pub(crate) struct Webhook {
     child: Option<Child>,
@@ -665,19 +680,9 @@ impl Webhook {
 
     /// Stops the process (TERM, 10 s, then KILL) and waits for it.
     pub(crate) fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.take() {
+            stop_process(child, &self.pid_file);
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_file(&self.pid_file);
     }
 
     /// Restarts on the same ports with new service CIDRs.
@@ -704,13 +709,21 @@ pub(crate) struct Harness {
 impl Harness {
     /// Starts one with these service CIDRs in `$E2E_WORKDIR/<name>` (the driver built the binaries).
     pub(crate) fn start(name: &str, cidrs: &str) -> Self {
+        Self::start_with(name, cidrs, "")
+    }
+
+    /// As [`Harness::start`], with `apiserver_args` added to kube-apiserver's command line
+    /// (`start.sh` passes `APISERVER_EXTRA_ARGS` on).
+    pub(crate) fn start_with(name: &str, cidrs: &str, apiserver_args: &str) -> Self {
         let dir = workdir().join(name);
+        // The guard first: its Drop stops whatever a start that fails part way left running.
         let harness = Harness { dir: dir.clone() };
         let out = Command::new(harness_dir().join("start.sh"))
             .arg("--workdir")
             .arg(&dir)
             .args(["--service-cidrs", cidrs])
             .env("SKIP_BUILD", "1")
+            .env("APISERVER_EXTRA_ARGS", apiserver_args)
             .stdin(Stdio::null())
             .output()
             .unwrap();
