@@ -15,10 +15,13 @@
 //! Service every 50 ms in namespace `apps`; [`observer`] reads the two configurations every 50 ms.
 //! [`installer`] holds the operator's commands, verbatim, and checks the README gives them.
 //!
-//! After the upgrade (two replicas: pod 2 and pod 3) the Helm run also changes the policy and
-//! rolls it out Audit → Warn → Deny ([`policy`]), with the stream still running: no create in
-//! `apps` fails, and in `apps-strict` each step does what it says from the moment every pod has
-//! reloaded.
+//! After the upgrade (two replicas: pod 2 and pod 3) each run changes the policy ([`policy`]),
+//! with the stream still running and no create in `apps` failing. Helm rolls a new rule out
+//! Audit → Warn → Deny, and in `apps-strict` each step does what it says from the moment every
+//! pod has reloaded. Kustomize applies the example policy overlay (`examples/kustomize-policy`: the
+//! shipped policy with `enforcement: Warn`) as the README says: only the ConfigMap changes, every
+//! pod reloads it, and a SingleStack NodePort in `prod-shop`, refused before, is then created
+//! with the warning of the shipped rule `public-lb-dual-stack`.
 //!
 //! What the stored Services show: the cluster is dual-stack IPv4-first, so a Service the webhook
 //! did not mutate is SingleStack `[IPv4]` (the API server's default) and one it mutated carries
@@ -241,15 +244,17 @@ async fn lifecycle(name: &str, installer: Installer) {
     marks.add("pod-3 endpoint ready (write started)", published3);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // 3b. Helm: change the policy, rolled out Audit -> Warn -> Deny, on both pods.
+    // 3b. Change the policy on both pods. Helm: rolled out Audit -> Warn -> Deny. Kustomize: the
+    //     example policy overlay (`examples/kustomize-policy`, Warn) copied and applied.
     let rollout = match installer {
         Installer::Helm => {
-            let steps = policy::rollout(&admin, &harness, &work, &[&pod2, &pod3], &mut marks).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Some(steps)
+            policy::rollout(&admin, &harness, &work, &[&pod2, &pod3], &mut marks).await
         }
-        Installer::Kustomize => None,
+        Installer::Kustomize => vec![
+            policy::kustomize_overlay(&admin, &harness, &work, &[&pod2, &pod3], &mut marks).await,
+        ],
     };
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let since_fill: Vec<Sample> = observer
         .samples()
         .into_iter()
@@ -326,13 +331,11 @@ async fn lifecycle(name: &str, installer: Installer) {
         gone_at,
     };
     report(name, &marks, &phases, &writes, &endpoints.published().await);
-    if let Some(steps) = &rollout {
-        eprintln!(
-            "lifecycle {name}: policy rollout (after each helm upgrade: the kubelet's volume \
-             update, the pod's reload):\n{}",
-            policy::report(steps)
-        );
-    }
+    eprintln!(
+        "lifecycle {name}: policy changes (after each command: the kubelet's volume update, the \
+         pod's reload):\n{}",
+        policy::report(&rollout)
+    );
     verdict(&marks, &phases, &writes);
     // The API server really called the pods: pod 1 before its deletion, and pods 2 and 3 — the
     // only ones left — for every create mutated after pod 1 exited.

@@ -3,7 +3,8 @@
 //! a checkout of the repository — played by a work directory so nothing lands in the tree: for
 //! Helm, `WORK/helm` with `charts` a symlink to the repository's (the certificates and the policy
 //! files are written there), for kustomize a copy of the repository's `manifests/` (so
-//! `generate.sh`'s files stay out of the tree). [`assert_commands_in_readme`] checks that the
+//! `generate.sh`'s files stay out of the tree) and, for the policy overlay, of
+//! `examples/kustomize-policy`. [`assert_commands_in_readme`] checks that the
 //! README still gives every one of them.
 
 use std::path::{Path, PathBuf};
@@ -89,8 +90,25 @@ pub(super) const KUSTOMIZE_APPLY: &str = "kubectl apply -k manifests/overlays/se
 pub(super) const KUSTOMIZE_DELETE: &str =
     "kubectl delete -k manifests/overlays/self-managed --wait=false";
 
+// === Changing the policy with kustomize (examples/kustomize-policy) ===
+
+/// The operator's own overlay: a copy of the example, kept two directories below the checkout's
+/// root so that its `resources: [../../manifests/overlays/self-managed]` still resolves. The
+/// operator then edits `examples/my-policy/policy.yaml` (the test applies the example's as
+/// shipped: the shipped policy with `enforcement: Warn`).
+pub(super) const KUSTOMIZE_POLICY_COPY: &str = "cp -R examples/kustomize-policy examples/my-policy";
+/// Check the overlay's policy before applying it (exit 1 on errors; a refused policy would keep
+/// the last good one in force in the pods).
+pub(super) const KUSTOMIZE_POLICY_LINT: &str =
+    "dualstack-webhook lint examples/my-policy/policy.yaml";
+/// The policy overlay applied: the self-managed install with the ConfigMap
+/// `dualstack-webhook-policy` replaced (`behavior: replace`, no hash suffix), so only the
+/// ConfigMap changes; the Deployment is unchanged (no restart) and the pods reload the policy once
+/// the kubelet has updated their volume. From then on this is the installation's apply command.
+pub(super) const KUSTOMIZE_POLICY_APPLY: &str = "kubectl apply -k examples/my-policy";
+
 /// Every operator command above, as the README must give it.
-pub(super) const ALL_COMMANDS: [&str; 15] = [
+pub(super) const ALL_COMMANDS: [&str; 18] = [
     HELM_CERTS,
     HELM_NAMESPACE_CREATE,
     HELM_NAMESPACE_LABEL,
@@ -106,6 +124,9 @@ pub(super) const ALL_COMMANDS: [&str; 15] = [
     KUSTOMIZE_GENERATE,
     KUSTOMIZE_APPLY,
     KUSTOMIZE_DELETE,
+    KUSTOMIZE_POLICY_COPY,
+    KUSTOMIZE_POLICY_LINT,
+    KUSTOMIZE_POLICY_APPLY,
 ];
 
 /// Asserts that the repository's README.md gives every operator command ([`ALL_COMMANDS`])
@@ -228,6 +249,36 @@ pub(super) fn output_helm_dir(harness: &Harness, work: &Path, command: &str) -> 
     output(harness, work, &helm_dir(work), command)
 }
 
+/// The example overlay's directory in the repository.
+pub(super) const KUSTOMIZE_POLICY_EXAMPLE: &str = "examples/kustomize-policy";
+/// The operator's copy ([`KUSTOMIZE_POLICY_COPY`]), relative to the checkout (here: `work`).
+pub(super) const KUSTOMIZE_POLICY_DIR: &str = "examples/my-policy";
+
+/// `WORK/examples/kustomize-policy`: the repository's example, where the checkout has it (so the
+/// operator's [`KUSTOMIZE_POLICY_COPY`] runs as written); no earlier copy left.
+pub(super) fn copy_policy_example(work: &Path) {
+    let examples = work.join("examples");
+    let _ = std::fs::remove_dir_all(&examples);
+    std::fs::create_dir_all(&examples).unwrap();
+    let ok = Command::new("cp")
+        .arg("-R")
+        .arg(repo().join(KUSTOMIZE_POLICY_EXAMPLE))
+        .arg(work.join(KUSTOMIZE_POLICY_EXAMPLE))
+        .status()
+        .unwrap();
+    assert!(ok.success(), "cp -R {KUSTOMIZE_POLICY_EXAMPLE}");
+}
+
+/// Runs one of the kustomize operator's commands in `work` (the checkout); it must exit 0.
+pub(super) fn run_kustomize_dir(harness: &Harness, work: &Path, command: &str) {
+    run(harness, work, work, command);
+}
+
+/// Runs one of the kustomize operator's commands in `work`; whatever it exits with.
+pub(super) fn output_kustomize_dir(harness: &Harness, work: &Path, command: &str) -> Output {
+    output(harness, work, work, command)
+}
+
 /// `cp -R manifests WORK/manifests`, without files an earlier `generate.sh` left in the tree.
 fn copy_manifests(work: &Path) {
     let to = work.join("manifests");
@@ -246,8 +297,8 @@ fn copy_manifests(work: &Path) {
 
 /// Runs one operator command (split on whitespace: no argument has a space) in `cwd` with
 /// `KUBECONFIG` set to the harness's: `kubectl` and `helm` are the harness's, `dualstack-webhook`
-/// the release binary (`generate.sh` finds it through `DUALSTACK_WEBHOOK`); helm's caches live
-/// under `work`.
+/// the release binary (`generate.sh` finds it through `DUALSTACK_WEBHOOK`), `cp` the system's;
+/// helm's caches live under `work`.
 fn run(harness: &Harness, work: &Path, cwd: &Path, command: &str) {
     let out = output(harness, work, cwd, command);
     assert!(
@@ -265,6 +316,7 @@ fn output(harness: &Harness, work: &Path, cwd: &Path, command: &str) -> Output {
         "kubectl" => PathBuf::from(support::env("E2E_KUBECTL")),
         "helm" => cluster::helm_bin(),
         "dualstack-webhook" => PathBuf::from(support::env("E2E_WEBHOOK_BIN")),
+        "cp" => PathBuf::from("cp"),
         script => cwd.join(script),
     };
     eprintln!("lifecycle: $ (cd {}; {})", cwd.display(), command.join(" "));

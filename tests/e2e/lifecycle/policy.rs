@@ -51,9 +51,11 @@ enum Mode {
 #[derive(Debug)]
 pub(super) struct Step {
     mode: &'static str,
-    /// The helm command took.
-    helm: Duration,
-    /// From the end of the helm command to each pod's volume update, and to its reload.
+    /// What applied it: `helm upgrade` or `kubectl apply -k`.
+    command: &'static str,
+    /// The command took.
+    took: Duration,
+    /// From the end of the command to each pod's volume update, and to its reload.
     synced: Vec<(String, Duration)>,
     reloaded: Vec<(String, Duration)>,
 }
@@ -148,23 +150,7 @@ pub(super) async fn rollout(
         check_release(admin, harness, work, ns, text).await;
 
         // Every pod has the new file and has reloaded it.
-        let mut synced = Vec::new();
-        let mut reloaded = Vec::new();
-        let seen = wait_reload(pods, &generations, text).await;
-        for (pod, at) in pods.iter().zip(seen) {
-            reloaded.push((pod.name.clone(), at.saturating_duration_since(done)));
-            let sync = pod
-                .synced()
-                .into_iter()
-                .rfind(|s| s.volume == "policy")
-                .expect("the policy volume was never updated");
-            assert!(
-                sync.at >= started,
-                "{}: the volume was not updated",
-                pod.name
-            );
-            synced.push((pod.name.clone(), sync.at.saturating_duration_since(done)));
-        }
+        let (synced, reloaded) = wait_step(pods, &generations, text, started, done).await;
         marks.now(&format!("policy {label} reloaded by every pod"));
 
         // A compliant create: the rule's default makes it RequireDualStack.
@@ -193,7 +179,8 @@ pub(super) async fn rollout(
                 Mode::Warn => "Warn",
                 Mode::Deny => "Deny",
             },
-            helm,
+            command: "helm upgrade",
+            took: helm,
             synced,
             reloaded,
         });
@@ -308,6 +295,35 @@ async fn check_release(admin: &Client, harness: &Harness, work: &Path, ns: &str,
         Some(text),
         "ConfigMap {POLICY_CONFIGMAP}"
     );
+}
+
+/// Every pod's policy volume updated after `started` and the policy `text` reloaded (once) by
+/// every pod: (volume updated, reloaded) per pod, each after `done` (the command's end).
+async fn wait_step(
+    pods: &[&Pod],
+    generations: &[f64],
+    text: &str,
+    started: Instant,
+    done: Instant,
+) -> (Vec<(String, Duration)>, Vec<(String, Duration)>) {
+    let mut synced = Vec::new();
+    let mut reloaded = Vec::new();
+    let seen = wait_reload(pods, generations, text).await;
+    for (pod, at) in pods.iter().zip(seen) {
+        reloaded.push((pod.name.clone(), at.saturating_duration_since(done)));
+        let sync = pod
+            .synced()
+            .into_iter()
+            .rfind(|s| s.volume == "policy")
+            .expect("the policy volume was never updated");
+        assert!(
+            sync.at >= started,
+            "{}: the volume was not updated",
+            pod.name
+        );
+        synced.push((pod.name.clone(), sync.at.saturating_duration_since(done)));
+    }
+    (synced, reloaded)
 }
 
 /// Waits until every pod has reloaded (its generation one past `before`, polled every 50 ms)
@@ -441,7 +457,249 @@ async fn create_violating(
     }
 }
 
-/// One line per step: the helm command's time, each pod's volume update and reload after it.
+// === kustomize: the policy overlay (examples/kustomize-policy) ===
+
+/// The namespace of the policy overlay's observable: a `prod-*` namespace without the label
+/// `exposure: internal`, where the shipped rule [`PROD_RULE`] (Deny) judges NodePort and
+/// LoadBalancer Services.
+const PROD: &str = "prod-shop";
+/// The shipped policy's Deny rule that the example overlay's `enforcement: Warn` turns from a
+/// refusal into a warning.
+const PROD_RULE: &str = "public-lb-dual-stack";
+/// How the shipped policy refuses [`prod_service`] in [`PROD`] (`{name}`: the Service's name), as
+/// the API server returns it. Pinned from a run.
+const PROD_DENY_MESSAGE: &str = "admission webhook \"validate.dualstack-webhook.io\" denied the \
+     request: Service \"prod-shop/{name}\" violates the dual-stack policy: rule \
+     \"public-lb-dual-stack\": ipFamilyPolicy is SingleStack, allowed: PreferDualStack, \
+     RequireDualStack; set spec.ipFamilyPolicy: PreferDualStack; the Service has one IP family, \
+     must be dual-stack; set spec.ipFamilyPolicy: RequireDualStack (or PreferDualStack) and leave \
+     spec.ipFamilies unset or list both families";
+/// The warnings the same create gets under the overlay's `enforcement: Warn`, as the `Warning`
+/// headers carry them, for the Service `prod-after` (the webhook cuts each message to under 120
+/// characters, so the first one ends in `…`). Pinned from a run.
+const PROD_WARNINGS: [&str; 2] = [
+    "299 - \"Service \\\"prod-shop/prod-after\\\": rule \\\"public-lb-dual-stack\\\": \
+     ipFamilyPolicy SingleStack not allowed (set PreferDualSta…\"",
+    "299 - \"Service \\\"prod-shop/prod-after\\\": rule \\\"public-lb-dual-stack\\\": single-stack \
+     but dual-stack required\"",
+];
+
+/// The operator changes the policy of a kustomize installation with the pods running, by the
+/// README's commands ([`installer`]'s constants, verbatim, in the checkout `work`): copies the
+/// example overlay, lints its policy, `kubectl apply -k` it. The example as shipped is
+/// `manifests/policy.yaml` with `enforcement: Warn` (checked: nothing else differs). Asserted:
+/// the overlay renders the webhook configurations first (its own `sortOptions`) and the policy
+/// ConfigMap with the overlay's file, unhashed; before the apply a SingleStack NodePort in
+/// `prod-shop` is refused by [`PROD_RULE`]; the apply patches the ConfigMap and leaves the
+/// Deployment's generation alone (no rollout, no restart); the ConfigMap then holds the
+/// overlay's policy with the base's labels; every pod reloads it once (its policy volume updated,
+/// `dualstack_webhook_policy_generation` +1); and the same create is then stored, with the
+/// rule's warning. What the step measured is returned.
+pub(super) async fn kustomize_overlay(
+    admin: &Client,
+    harness: &Harness,
+    work: &Path,
+    pods: &[&Pod],
+    marks: &mut Marks,
+) -> Step {
+    let ns = installer::KUSTOMIZE_NAMESPACE;
+    let overlay = installer::KUSTOMIZE_POLICY_DIR;
+    // The example's policy is the shipped one with `enforcement: Warn`, nothing else.
+    let repo = installer::repo();
+    let example = std::fs::read_to_string(
+        repo.join(installer::KUSTOMIZE_POLICY_EXAMPLE)
+            .join("policy.yaml"),
+    )
+    .unwrap();
+    let shipped = std::fs::read_to_string(repo.join("manifests/policy.yaml")).unwrap();
+    let from_api_version = |t: &str| -> Vec<String> {
+        t.lines()
+            .skip_while(|l| !l.starts_with("apiVersion:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let want: Vec<String> = from_api_version(&shipped)
+        .into_iter()
+        .map(|l| {
+            if l == "# enforcement: Deny" {
+                "enforcement: Warn".to_owned()
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert!(
+        want.iter().any(|l| l == "enforcement: Warn"),
+        "manifests/policy.yaml no longer has the line `# enforcement: Deny`"
+    );
+    assert_eq!(
+        from_api_version(&example),
+        want,
+        "{}/policy.yaml must be manifests/policy.yaml with `enforcement: Warn` (from \
+         `apiVersion:` on)",
+        installer::KUSTOMIZE_POLICY_EXAMPLE
+    );
+
+    // The operator's copy of the example, and its lint.
+    tokio::task::block_in_place(|| {
+        installer::copy_policy_example(work);
+        installer::run_kustomize_dir(harness, work, installer::KUSTOMIZE_POLICY_COPY);
+    });
+    let text = std::fs::read_to_string(work.join(overlay).join("policy.yaml")).unwrap();
+    assert_eq!(text, example, "the copy's policy.yaml");
+    let lint = tokio::task::block_in_place(|| {
+        installer::output_kustomize_dir(harness, work, installer::KUSTOMIZE_POLICY_LINT)
+    });
+    assert_lint_clean(&lint, installer::KUSTOMIZE_POLICY_LINT);
+
+    // What the overlay renders (kustomize's default load restrictor: the base overlay is a
+    // directory outside it, which that allows): the configurations first, the policy replaced.
+    let render = format!("kubectl kustomize {overlay}");
+    let out =
+        tokio::task::block_in_place(|| installer::output_kustomize_dir(harness, work, &render));
+    assert!(
+        out.status.success(),
+        "{render}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = work.join("my-policy-rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let docs = support::yaml_documents(&rendered);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds[..2],
+        [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration"
+        ],
+        "{render}: the webhook configurations must come first (`kubectl delete -k` order): \
+         {kinds:?}"
+    );
+    let policies: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ConfigMap").collect();
+    assert_eq!(policies.len(), 1, "{render}: {kinds:?}");
+    assert_eq!(
+        (
+            policies[0]["metadata"]["name"].as_str(),
+            policies[0]["data"]["policy.yaml"].as_str()
+        ),
+        (Some(POLICY_CONFIGMAP), Some(text.as_str())),
+        "{render}: the policy ConfigMap"
+    );
+
+    // Before: the shipped policy refuses a SingleStack NodePort in prod-shop.
+    support::namespace(admin, PROD).await;
+    let (code, warnings, body) =
+        support::create_with_warnings(admin, PROD, &prod_service("prod-before")).await;
+    let message = body["message"].as_str().unwrap_or_default().to_owned();
+    eprintln!("lifecycle: shipped policy: {PROD}/prod-before refused ({code}): {message}");
+    assert_eq!(
+        code, 403,
+        "{PROD}/prod-before under the shipped policy: {body}"
+    );
+    assert_eq!(
+        message,
+        PROD_DENY_MESSAGE.replace("{name}", "prod-before"),
+        "{body}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let generation = |d: Deployment| d.metadata.generation;
+    let deployment_before = generation(deployments.get("dualstack-webhook").await.unwrap());
+    let mut generations = Vec::new();
+    for pod in pods {
+        generations.push(pod.policy_generation().await);
+    }
+    marks.now("policy Warn (kubectl apply -k the policy overlay)");
+    let started = Instant::now();
+    let out = tokio::task::block_in_place(|| {
+        installer::output_kustomize_dir(harness, work, installer::KUSTOMIZE_POLICY_APPLY)
+    });
+    let done = marks.now("policy Warn applied");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}: {stdout}{}",
+        installer::KUSTOMIZE_POLICY_APPLY,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "lifecycle: {}:\n{stdout}",
+        installer::KUSTOMIZE_POLICY_APPLY
+    );
+    // The ConfigMap is patched. (kubectl also says `configured` for the Secret, the
+    // PriorityClass, the Deployment and the PodDisruptionBudget at every re-apply of the
+    // self-managed install, its own `kubectl apply -k` included, although nothing of theirs
+    // changes: the Deployment's generation below shows it.)
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == format!("configmap/{POLICY_CONFIGMAP} configured")),
+        "{}: the policy ConfigMap was not changed",
+        installer::KUSTOMIZE_POLICY_APPLY
+    );
+    assert_eq!(
+        generation(deployments.get("dualstack-webhook").await.unwrap()),
+        deployment_before,
+        "the Deployment changed: its pods would restart"
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
+    let cm = configmaps.get(POLICY_CONFIGMAP).await.unwrap();
+    assert_eq!(
+        cm.metadata
+            .labels
+            .unwrap_or_default()
+            .get("app.kubernetes.io/name")
+            .map(String::as_str),
+        Some("dualstack-webhook"),
+        "ConfigMap {POLICY_CONFIGMAP}: the base's label"
+    );
+    assert_eq!(
+        cm.data
+            .unwrap_or_default()
+            .get("policy.yaml")
+            .map(String::as_str),
+        Some(text.as_str()),
+        "ConfigMap {POLICY_CONFIGMAP} after {}",
+        installer::KUSTOMIZE_POLICY_APPLY
+    );
+
+    // Every pod has the new file and has reloaded it.
+    let (synced, reloaded) = wait_step(pods, &generations, &text, started, done).await;
+    marks.now("policy Warn reloaded by every pod");
+
+    // After: the same create is stored, with the rule's warning.
+    let (code, warnings, body) =
+        support::create_with_warnings(admin, PROD, &prod_service("prod-after")).await;
+    eprintln!("lifecycle: Warn: {PROD}/prod-after created ({code}); warnings: {warnings:?}");
+    assert_eq!(
+        code, 201,
+        "{PROD}/prod-after under the overlay's policy: {body}"
+    );
+    assert_eq!(body["spec"]["ipFamilyPolicy"], "SingleStack", "{body}");
+    assert_eq!(
+        warnings, PROD_WARNINGS,
+        "{PROD}/prod-after: the warnings of {PROD_RULE}"
+    );
+    Step {
+        mode: "Warn (examples/my-policy)",
+        command: "kubectl apply -k",
+        took: done - started,
+        synced,
+        reloaded,
+    }
+}
+
+/// A SingleStack NodePort Service: in `prod-shop` it breaks [`PROD_RULE`] (which allows only
+/// PreferDualStack and RequireDualStack for NodePort and LoadBalancer Services there).
+fn prod_service(name: &str) -> Service {
+    support::service(
+        name,
+        json!({"type": "NodePort", "ipFamilyPolicy": "SingleStack"}),
+    )
+}
+
+/// One line per step: the command's time, each pod's volume update and reload after it.
 pub(super) fn report(steps: &[Step]) -> String {
     steps
         .iter()
@@ -453,9 +711,10 @@ pub(super) fn report(steps: &[Step]) -> String {
                     .join(", ")
             };
             format!(
-                "  {}: helm upgrade {} ms; after it: volume updated {}; reloaded {}",
+                "  {}: {} {} ms; after it: volume updated {}; reloaded {}",
                 s.mode,
-                s.helm.as_millis(),
+                s.command,
+                s.took.as_millis(),
                 each(&s.synced),
                 each(&s.reloaded)
             )
