@@ -6,11 +6,12 @@
 //! to program the route and fills their `webhooks` with a JSON merge patch, which never creates
 //! them: deleting them unregisters for good, even while replicas still run. It patches again when
 //! the CA bundle or the serving certificate changes (a rotation), after checking that the bundle
-//! trusts the certificate for the name the API server dials. Patching identical content is a no-op
-//! for the API server, so every replica of a rollout doing it is harmless.
+//! trusts the certificate for the name the API server dials, and when it finds them re-created
+//! empty (checked every 10 s). Patching identical content is a no-op for the API server, so every
+//! replica of a rollout doing it is harmless.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -23,7 +24,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::configuration::{Endpoint, Registration};
+use super::configuration::{Endpoint, MUTATE_WEBHOOK, Registration, VALIDATE_WEBHOOK};
 use super::trust::{TrustError, verify_serving};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::server::admin::Readiness;
@@ -35,6 +36,9 @@ const FIELD_MANAGER: &str = "dualstack-webhook";
 /// kube-proxy takes to route the Service's address to it (about a second; see
 /// `--shutdown-delay`, the same lag on the way out).
 const ROUTE_SETTLE: Duration = Duration::from_secs(2);
+
+/// How often a registered replica checks that its configurations were not re-created empty.
+const REFILL_CHECK: Duration = Duration::from_secs(10);
 
 /// How often the EndpointSlices are listed while no endpoint is ready.
 const ENDPOINT_POLL: Duration = Duration::from_secs(1);
@@ -94,6 +98,7 @@ impl Registrar {
             }
         }
         let mut registered: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut last_check = Instant::now();
         let mut last_error = None;
         let mut interval = tokio::time::interval(self.every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,7 +117,24 @@ impl Registrar {
                 }
             };
             if registered.as_ref() == Some(&files) {
-                continue;
+                // Filled once; check now and then that they still are: configurations deleted and
+                // re-created empty (the emergency runbook, an installer that wiped them) are
+                // filled again without a restart. Never a second opinion on filled ones: replicas
+                // would fight over a rotation.
+                if last_check.elapsed() < REFILL_CHECK {
+                    continue;
+                }
+                last_check = Instant::now();
+                match self.emptied().await {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        info!(configurations = %self.registration.name, "the webhook configurations are empty: registering again")
+                    }
+                    Err(error) => {
+                        debug!(%error, "cannot read the webhook configurations");
+                        continue;
+                    }
+                }
             }
             match self.register(&files.0, &files.1).await {
                 Ok(()) => {
@@ -126,6 +148,27 @@ impl Registrar {
                 }
             }
         }
+    }
+
+    /// Whether a configuration exists without this webhook's entry (re-created empty). A missing
+    /// one is not "emptied": removing the configurations unregisters for good.
+    async fn emptied(&self) -> Result<bool, kube::Error> {
+        let name = &self.registration.name;
+        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let mutating_emptied = mutating.get_opt(name).await?.is_some_and(|c| {
+            !c.webhooks
+                .unwrap_or_default()
+                .iter()
+                .any(|h| h.name == MUTATE_WEBHOOK)
+        });
+        let validating_emptied = validating.get_opt(name).await?.is_some_and(|c| {
+            !c.webhooks
+                .unwrap_or_default()
+                .iter()
+                .any(|h| h.name == VALIDATE_WEBHOOK)
+        });
+        Ok(mutating_emptied || validating_emptied)
     }
 
     /// Completes once an EndpointSlice of the Service lists a ready endpoint.

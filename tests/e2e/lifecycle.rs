@@ -38,6 +38,7 @@ mod installer;
 mod kubelet;
 mod observer;
 mod policy;
+mod runbook;
 mod stream;
 
 use std::time::{Duration, Instant};

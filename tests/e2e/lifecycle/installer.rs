@@ -90,6 +90,14 @@ pub(super) const KUSTOMIZE_APPLY: &str = "kubectl apply -k manifests/overlays/se
 pub(super) const KUSTOMIZE_DELETE: &str =
     "kubectl delete -k manifests/overlays/self-managed --wait=false";
 
+// === The emergency runbook ===
+
+/// Step 1 of the runbook (Service writes fail with `failed calling webhook`): unregister. Existing
+/// Services are untouched; the pods never re-create the configurations. Step 3 re-creates them
+/// empty with the installer's apply, and the running pods fill them again.
+pub(super) const EMERGENCY_UNREGISTER: &str =
+    "kubectl delete mutatingwebhookconfiguration,validatingwebhookconfiguration dualstack-webhook";
+
 // === Changing the policy with kustomize (examples/kustomize-policy) ===
 
 /// The operator's own overlay: a copy of the example, kept two directories below the checkout's
@@ -108,7 +116,7 @@ pub(super) const KUSTOMIZE_POLICY_LINT: &str =
 pub(super) const KUSTOMIZE_POLICY_APPLY: &str = "kubectl apply -k examples/my-policy";
 
 /// Every operator command above, as the README must give it.
-pub(super) const ALL_COMMANDS: [&str; 18] = [
+pub(super) const ALL_COMMANDS: [&str; 19] = [
     HELM_CERTS,
     HELM_NAMESPACE_CREATE,
     HELM_NAMESPACE_LABEL,
@@ -127,6 +135,7 @@ pub(super) const ALL_COMMANDS: [&str; 18] = [
     KUSTOMIZE_POLICY_COPY,
     KUSTOMIZE_POLICY_LINT,
     KUSTOMIZE_POLICY_APPLY,
+    EMERGENCY_UNREGISTER,
 ];
 
 /// Asserts that the repository's README.md gives every operator command ([`ALL_COMMANDS`])
