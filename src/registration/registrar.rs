@@ -127,9 +127,10 @@ impl Registrar {
                 last_check = Instant::now();
                 match self.emptied().await {
                     Ok(false) => continue,
-                    Ok(true) => {
-                        info!(configurations = %self.registration.name, "the webhook configurations are empty: registering again")
-                    }
+                    Ok(true) => info!(
+                        configurations = %self.registration.name,
+                        "the webhook configurations are empty: registering again"
+                    ),
                     Err(error) => {
                         debug!(%error, "cannot read the webhook configurations");
                         continue;
