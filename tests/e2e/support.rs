@@ -517,6 +517,15 @@ pub(crate) fn record_pid(name: &str, pid: u32) -> PathBuf {
     file
 }
 
+/// Sends SIGTERM to a process a test started and returns at once.
+pub(crate) fn sigterm_process(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
 /// Stops a process a test started: TERM, up to 10 s, then KILL; waits for it and removes its
 /// pid file.
 pub(crate) fn stop_process(mut child: Child, pid_file: &Path) {
@@ -834,11 +843,7 @@ impl Webhook {
         if self.is_running()
             && let Some(child) = &self.child
         {
-            let status = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success(), "kill -TERM {}", child.id());
+            sigterm_process(child);
         }
     }
 

@@ -278,11 +278,7 @@ impl Pod {
         if self.is_running()
             && let Some(child) = &self.child
         {
-            let status = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success(), "kill -TERM {}", child.id());
+            support::sigterm_process(child);
         }
     }
 
