@@ -135,6 +135,11 @@ pub struct WebhookConfigurationsArgs {
     /// Service: a webhook outside the cluster.
     #[arg(long)]
     pub url: Option<String>,
+    /// The policy the webhook serves: the webhooks get the match conditions generated from it, as
+    /// `serve --register-webhooks` registers them (the API server calls a webhook only when it
+    /// may act). Without it, every Service write is sent to both.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 /// `--failure-policy`.

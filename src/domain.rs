@@ -5,10 +5,12 @@
 //! - [`policy`]: the policy file's schema and matching.
 //! - [`engine`]: what `/mutate` sets and what `/validate` judges.
 //! - [`apiserver_model`]: what kube-apiserver does with the dual-stack fields.
+//! - [`cel`]: CEL the API server evaluates for us (the webhooks' match conditions).
 //! - [`patch`]: a mutation as an RFC 6902 JSON Patch.
 //! - [`yaml_lines`]: the line of each node of a YAML text, for messages.
 
 pub mod apiserver_model;
+pub mod cel;
 pub mod engine;
 pub mod patch;
 pub mod policy;

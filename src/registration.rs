@@ -6,4 +6,4 @@ pub mod configuration;
 pub mod registrar;
 pub mod trust;
 
-pub use configuration::{Endpoint, FailurePolicy, Registration};
+pub use configuration::{Endpoint, FailurePolicy, MatchConditions, Registration};

@@ -138,6 +138,7 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             Some(Registrar {
                 client,
                 registration: webhook_configurations::registration(name, &webhook, endpoint, None),
+                policy: policy.clone(),
                 ca_bundle,
                 tls_cert: tls_cert.clone(),
                 every: Duration::from_secs(reload_interval.max(1)),

@@ -1,16 +1,23 @@
 //! `webhook-configurations`: prints the MutatingWebhookConfiguration and
 //! ValidatingWebhookConfiguration `serve --register-webhooks` registers, as YAML, for a review,
-//! a GitOps repository, or a webhook outside the cluster (`--url`).
+//! a GitOps repository, or a webhook outside the cluster (`--url`); with `--policy`, with the
+//! match conditions generated from that policy.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use crate::config::{WebhookArgs, WebhookConfigurationsArgs};
-use crate::registration::{Endpoint, Registration};
+use crate::policy_file::load_policy;
+use crate::registration::{Endpoint, MatchConditions, Registration};
 
 pub(super) fn run(args: WebhookConfigurationsArgs) -> anyhow::Result<ExitCode> {
-    let WebhookConfigurationsArgs { name, webhook, url } = args;
+    let WebhookConfigurationsArgs {
+        name,
+        webhook,
+        url,
+        policy,
+    } = args;
     let ca_bundle = match &webhook.ca_bundle {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
@@ -21,7 +28,14 @@ pub(super) fn run(args: WebhookConfigurationsArgs) -> anyhow::Result<ExitCode> {
         Some(url) => Endpoint::Url(url),
         None => service_endpoint(&webhook)?,
     };
-    let registration = registration(name, &webhook, endpoint, ca_bundle);
+    let match_conditions = match &policy {
+        Some(path) => Some(MatchConditions::of(&load_policy(path)?.0)),
+        None => None,
+    };
+    let registration = Registration {
+        match_conditions,
+        ..registration(name, &webhook, endpoint, ca_bundle)
+    };
     print!(
         "{}---\n{}",
         serde_yaml_ng::to_string(&registration.mutating())?,
@@ -42,7 +56,7 @@ pub(super) fn service_endpoint(webhook: &WebhookArgs) -> anyhow::Result<Endpoint
     })
 }
 
-/// The configurations the flags describe.
+/// The configurations the flags describe, without match conditions.
 pub(super) fn registration(
     name: String,
     webhook: &WebhookArgs,
@@ -55,5 +69,6 @@ pub(super) fn registration(
         ca_bundle,
         failure_policy: webhook.failure_policy.into(),
         timeout_seconds: webhook.webhook_timeout,
+        match_conditions: None,
     }
 }

@@ -1,19 +1,22 @@
 //! The two admission configurations the webhook registers (`serve --register-webhooks`) and
 //! prints (`webhook-configurations`): /mutate fills in the dual-stack fields a Service left unset,
-//! /validate judges the final, allocated Service. Pure: built from flags and the CA bundle.
+//! /validate judges the final, allocated Service, each called only when the policy's match
+//! conditions say it may act. Pure: built from flags, the CA bundle and the policy.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 
 use crate::cluster::NAMESPACE_NAME_LABEL;
+use crate::domain::cel::{Cel, conditions};
+use crate::domain::policy::Policy;
 
 /// The name of the webhook entry in the MutatingWebhookConfiguration.
 pub const MUTATE_WEBHOOK: &str = "mutate.dualstack-webhook.io";
@@ -23,7 +26,7 @@ pub const VALIDATE_WEBHOOK: &str = "validate.dualstack-webhook.io";
 pub const CONTROL_PLANE_NAMESPACE: &str = "kube-system";
 
 /// Everything the configurations depend on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Registration {
     /// The name of both configuration objects.
     pub name: String,
@@ -36,6 +39,40 @@ pub struct Registration {
     pub failure_policy: FailurePolicy,
     /// How long the API server waits for an answer (1–30 s).
     pub timeout_seconds: i32,
+    /// When the API server calls each webhook; `None` sends every Service write to both.
+    pub match_conditions: Option<MatchConditions>,
+}
+
+/// The `matchConditions` of both webhooks, generated from the policy (`domain::cel::conditions`):
+/// the API server calls `/mutate` only when the webhook may patch, `/validate` only when a rule may
+/// find a violation. All of a webhook's conditions must hold for it to be called.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchConditions {
+    /// The conditions of the mutating webhook.
+    pub mutate: Vec<MatchCondition>,
+    /// The conditions of the validating webhook.
+    pub validate: Vec<MatchCondition>,
+}
+
+impl MatchConditions {
+    /// The conditions under which `policy` may act.
+    pub fn of(policy: &Policy) -> Self {
+        let not_exempt = ("namespace-not-exempt", conditions::not_exempt(policy));
+        let build = |own: (&str, Cel)| {
+            [not_exempt.clone(), own]
+                .into_iter()
+                .filter(|(_, cel)| *cel != Cel::Const(true))
+                .map(|(name, cel)| MatchCondition {
+                    name: name.to_owned(),
+                    expression: cel.render(),
+                })
+                .collect()
+        };
+        Self {
+            mutate: build(("may-patch", conditions::may_patch(policy))),
+            validate: build(("may-find-violation", conditions::may_find(policy))),
+        }
+    }
 }
 
 /// Where the API server sends the reviews.
@@ -155,7 +192,11 @@ impl Registration {
             timeout_seconds: Some(self.timeout_seconds),
             failure_policy: Some(self.failure_policy.as_str().to_owned()),
             match_policy: Some("Equivalent".to_owned()),
-            match_conditions: None,
+            match_conditions: self
+                .match_conditions
+                .as_ref()
+                .map(|c| c.mutate.clone())
+                .filter(|c| !c.is_empty()),
         }]
     }
 
@@ -174,7 +215,11 @@ impl Registration {
             timeout_seconds: Some(self.timeout_seconds),
             failure_policy: Some(self.failure_policy.as_str().to_owned()),
             match_policy: Some("Equivalent".to_owned()),
-            match_conditions: None,
+            match_conditions: self
+                .match_conditions
+                .as_ref()
+                .map(|c| c.validate.clone())
+                .filter(|c| !c.is_empty()),
         }]
     }
 
@@ -241,6 +286,7 @@ mod tests {
             ca_bundle: Some(b"PEM".to_vec()),
             failure_policy: FailurePolicy::Fail,
             timeout_seconds: 5,
+            match_conditions: None,
         }
     }
 
@@ -292,6 +338,27 @@ mod tests {
         ] {
             assert_eq!(hook[field], mutating["webhooks"][0][field], "{field}");
         }
+    }
+
+    #[test]
+    fn the_policy_match_conditions_go_to_their_webhook() {
+        let policy = Policy::from_yaml(
+            "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nexemptNamespaces: [legacy]\n",
+        )
+        .unwrap();
+        let mut r = in_cluster("x");
+        r.match_conditions = Some(MatchConditions::of(&policy));
+        let exempt = json!({"name": "namespace-not-exempt", "expression": "!(request.namespace == 'legacy')"});
+        let mutating = serde_json::to_value(r.mutating()).unwrap();
+        assert_eq!(
+            mutating["webhooks"][0]["matchConditions"],
+            json!([exempt, {"name": "may-patch", "expression": "false"}])
+        );
+        let validating = serde_json::to_value(r.validating()).unwrap();
+        assert_eq!(
+            validating["webhooks"][0]["matchConditions"],
+            json!([exempt, {"name": "may-find-violation", "expression": "false"}])
+        );
     }
 
     #[test]

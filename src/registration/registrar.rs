@@ -6,13 +6,16 @@
 //! to program the route and fills their `webhooks` with a JSON merge patch, which never creates
 //! them: deleting them unregisters for good, even while replicas still run. It patches again when
 //! the CA bundle or the serving certificate changes (a rotation), after checking that the bundle
-//! trusts the certificate for the name the API server dials, and when it finds them re-created
-//! empty (checked every 10 s). Patching identical content is a no-op for the API server, so every
+//! trusts the certificate for the name the API server dials, when a reloaded policy changes the
+//! match conditions (when each webhook is called), and when it finds them re-created empty
+//! (checked every 10 s). Patching identical content is a no-op for the API server, so every
 //! replica of a rollout doing it is harmless.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -24,8 +27,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::configuration::{Endpoint, MUTATE_WEBHOOK, Registration, VALIDATE_WEBHOOK};
+use super::configuration::{
+    Endpoint, MUTATE_WEBHOOK, MatchConditions, Registration, VALIDATE_WEBHOOK,
+};
 use super::trust::{TrustError, verify_serving};
+use crate::domain::policy::Policy;
 use crate::metrics::{Metrics, ReloadResult};
 use crate::server::admin::Readiness;
 
@@ -47,8 +53,11 @@ const ENDPOINT_POLL: Duration = Duration::from_secs(1);
 pub struct Registrar {
     /// Credentials of the webhook's ServiceAccount.
     pub client: Client,
-    /// The configurations, without their CA bundle (read from `ca_bundle`).
+    /// The configurations, without their CA bundle (read from `ca_bundle`) and match conditions
+    /// (generated from `policy`).
     pub registration: Registration,
+    /// The policy served, reloaded: the match conditions follow it.
+    pub policy: Arc<ArcSwap<Policy>>,
     /// `--ca-bundle`: the PEM CAs written into `caBundle`.
     pub ca_bundle: PathBuf,
     /// `--tls-cert`: the serving chain the bundle must trust.
@@ -57,6 +66,17 @@ pub struct Registrar {
     pub every: Duration,
     /// Where attempts are counted.
     pub metrics: Metrics,
+}
+
+/// What the registered configurations were built from: registered again when any changes.
+#[derive(PartialEq)]
+struct Inputs {
+    /// The CA bundle file's content.
+    bundle: Vec<u8>,
+    /// The serving certificate file's content.
+    chain: Vec<u8>,
+    /// The match conditions of the policy served.
+    conditions: MatchConditions,
 }
 
 /// Why one registration attempt failed.
@@ -97,7 +117,7 @@ impl Registrar {
                 () = self.ready_endpoint(namespace, name) => {}
             }
         }
-        let mut registered: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut registered: Option<Inputs> = None;
         let mut last_check = Instant::now();
         let mut last_error = None;
         let mut interval = tokio::time::interval(self.every);
@@ -108,15 +128,19 @@ impl Registrar {
                 () = stop.cancelled() => return,
                 _ = interval.tick() => {}
             }
-            let files = match self.read_files().await {
-                Ok(files) => files,
+            let inputs = match self.read_files().await {
+                Ok((bundle, chain)) => Inputs {
+                    bundle,
+                    chain,
+                    conditions: MatchConditions::of(&self.policy.load()),
+                },
                 Err(error) => {
                     self.metrics.registration(ReloadResult::failure);
                     log_failure(&error, &mut last_error);
                     continue;
                 }
             };
-            if registered.as_ref() == Some(&files) {
+            if registered.as_ref() == Some(&inputs) {
                 // Filled once; check now and then that they still are: configurations deleted and
                 // re-created empty (the emergency runbook, an installer that wiped them) are
                 // filled again without a restart. Never a second opinion on filled ones: replicas
@@ -137,10 +161,10 @@ impl Registrar {
                     }
                 }
             }
-            match self.register(&files.0, &files.1).await {
+            match self.register(&inputs).await {
                 Ok(()) => {
                     self.metrics.registration(ReloadResult::success);
-                    registered = Some(files);
+                    registered = Some(inputs);
                     last_error = None;
                 }
                 Err(error) => {
@@ -217,11 +241,12 @@ impl Registrar {
     }
 
     /// Checks the bundle against the certificate, then patches both configurations.
-    async fn register(&self, bundle: &[u8], chain: &[u8]) -> Result<(), Error> {
+    async fn register(&self, inputs: &Inputs) -> Result<(), Error> {
         let host = self.registration.endpoint.server_name();
-        verify_serving(bundle, chain, &host, UnixTime::now())?;
+        verify_serving(&inputs.bundle, &inputs.chain, &host, UnixTime::now())?;
         let registration = Registration {
-            ca_bundle: Some(bundle.to_vec()),
+            ca_bundle: Some(inputs.bundle.clone()),
+            match_conditions: Some(inputs.conditions.clone()),
             ..self.registration.clone()
         };
         let name = &registration.name;
