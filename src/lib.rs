@@ -5,7 +5,7 @@
 //! main ─▶ commands ─┬─▶ serve ─▶ server::{https, tls, routes, admin}, cluster::watch, policy_file,
 //!                   │            registration::registrar, metrics, telemetry, shutdown
 //!                   ├─▶ review, check, audit, lint, test ─▶ admission / domain
-//!                   ├─▶ webhook-configurations ─▶ registration::configuration
+//!                   ├─▶ webhook-configurations ─▶ registration::configuration ─▶ domain::cel
 //!                   └─▶ certs
 //! server::routes ─▶ admission ─▶ domain::{engine ─▶ policy, apiserver_model, patch, service}
 //! ```
