@@ -166,6 +166,19 @@ impl Object {
         ])
     }
 
+    /// A headless Service without selector (R3.12): `clusterIP: None` and no selector.
+    pub fn selectorless_headless(self) -> Cel {
+        let (ip, selector) = (self.spec("clusterIP"), self.spec("selector"));
+        Cel::all([
+            self.has("clusterIP"),
+            Cel::atom(format!("{ip} == 'None'")),
+            Cel::any([
+                self.has("selector").not(),
+                Cel::atom(format!("size({selector}) == 0")),
+            ]),
+        ])
+    }
+
     /// `spec.ipFamilies` is unset (absent or empty).
     pub fn families_unset(self) -> Cel {
         let f = self.spec("ipFamilies");

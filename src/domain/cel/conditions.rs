@@ -125,16 +125,21 @@ fn may_match_either(match_: &Match) -> Cel {
 }
 
 /// The Service may break `require` (judge::violations) on some cluster: a requirement the
-/// cluster's ranges may lift is kept; RequireDualStack may be dropped from the allowed policies
-/// (on a single-stack cluster), so it does not count as allowed.
+/// cluster's ranges may lift is kept. On a single-stack cluster RequireDualStack is not among the
+/// allowed policies (the API server stores it there only for a headless Service without selector,
+/// R3.12, R3.13), so for such a Service it does not count as allowed.
 fn may_break(require: &Require, object: Object) -> Cel {
     let policy_bad = require.ip_family_policies.as_deref().map(|allowed| {
-        let surely_allowed: Vec<IpFamilyPolicy> = allowed
-            .iter()
-            .copied()
-            .filter(|p| *p != IpFamilyPolicy::RequireDualStack)
-            .collect();
-        object.policy_in(&surely_allowed).not()
+        let listed = object.policy_in(allowed);
+        if allowed.contains(&IpFamilyPolicy::RequireDualStack) {
+            let require_dual = object.policy_in(&[IpFamilyPolicy::RequireDualStack]);
+            Cel::any([
+                listed.not(),
+                Cel::all([require_dual, object.selectorless_headless()]),
+            ])
+        } else {
+            listed.not()
+        }
     });
     let primary_bad = require.primary_family.map(|f| object.primary_is(f).not());
     let stack_bad = require.dual_stack.map(|dual| {
