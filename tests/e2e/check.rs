@@ -110,6 +110,7 @@ async fn check_against_the_api_server(tag: &str, cidrs: &str) {
         ca_pem: &ca,
         failure_policy: Some("Fail"),
         only_namespace: None,
+        policy: Some(hook.policy()),
     };
     support::apply_webhooks(&client, &render).await;
     support::wait_mutating(&client, "apps", "PreferDualStack").await;

@@ -185,6 +185,7 @@ async fn service_ranges_follow_service_cidr_objects() {
         ca_pem: &ca,
         failure_policy: None,
         only_namespace: None,
+        policy: Some(hook.policy()),
     };
     support::apply_webhooks(&client, &render).await;
     support::wait_mutating(&client, "e2e-watch", "PreferDualStack").await;

@@ -36,6 +36,7 @@ async fn register(client: &Client, ns: &str, hook: &Webhook, ca_pem: &str, failu
         ca_pem,
         failure_policy: Some(failure_policy),
         only_namespace: Some(ns),
+        policy: Some(hook.policy()),
     };
     support::apply_webhooks(client, &render).await;
 }

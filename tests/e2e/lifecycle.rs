@@ -41,6 +41,7 @@ mod policy;
 mod runbook;
 mod stream;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -53,7 +54,7 @@ use self::installer::Installer;
 use self::kubelet::Pod;
 use self::observer::{Observer, Sample, State};
 use self::stream::{Stream, Write};
-use crate::support;
+use crate::support::{self, Render};
 
 /// The name of both configurations (`--register-webhooks`).
 const CONFIGURATIONS: &str = "dualstack-webhook";
@@ -402,6 +403,22 @@ fn check_registration(observer: &Observer, pod: &Pod, ns: &str) {
     };
     let bundle = flag("ca-bundle").map(|path| std::fs::read(path).unwrap());
     let failure_policy = flag("failure-policy");
+    // The match conditions are those `webhook-configurations --policy` prints for the policy the
+    // pod serves: the generated configuration is what an install ships.
+    let policy = flag("policy").expect("the Deployment passes --policy");
+    let printed = support::render_webhooks(&Render {
+        name: "printed",
+        base_url: "https://printed.invalid",
+        ca_pem: "",
+        failure_policy: None,
+        only_namespace: None,
+        policy: Some(Path::new(&policy)),
+    });
+    for (doc, printed) in [(&mutating, &printed[0]), (&validating, &printed[1])] {
+        let conditions = &doc["webhooks"][0]["matchConditions"];
+        assert!(conditions.is_array(), "no matchConditions: {doc:#}");
+        assert_eq!(conditions, &printed["webhooks"][0]["matchConditions"]);
+    }
     for (doc, path) in [(&mutating, "/mutate"), (&validating, "/validate")] {
         let hooks = doc["webhooks"].as_array().unwrap();
         assert_eq!(hooks.len(), 1, "{doc:#}");

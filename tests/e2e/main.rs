@@ -1,6 +1,7 @@
 //! End-to-end tests against a real kube-apiserver (k8s.io/kubernetes v1.37.2) and etcd from
 //! `tests/apiserver`, with the release webhook registered with the configurations it registers
-//! itself in a cluster (`dualstack-webhook webhook-configurations`, sent to a loopback URL).
+//! itself in a cluster (`dualstack-webhook webhook-configurations --policy`, with the
+//! `matchConditions` generated from the policy it serves, sent to a loopback URL).
 //!
 //! Every test is `#[ignore]`d: plain `cargo test` has no API server. `make e2e` (the driver,
 //! `tests/e2e/run.sh`) starts the harness and the webhook, registers the configurations and runs
@@ -24,6 +25,9 @@
 //! - [`rollout`]: a rolling update behind a test proxy, `--shutdown-delay` against none.
 //! - [`lifecycle`]: install, self-registration, rollout, upgrade, uninstall (Helm, kustomize).
 //! - [`bench`]: `make bench-e2e` latency numbers (not run by `make e2e`).
+//! - [`conditions`]: the `matchConditions` generated from the policy change the number of calls
+//!   and nothing else (the fixtures and the suite's requests with and without them), and the
+//!   calls per write with the shipped policy.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -32,6 +36,7 @@ mod audit;
 mod bench;
 mod check;
 mod cluster;
+mod conditions;
 mod defaults;
 mod failure;
 mod lifecycle;

@@ -95,6 +95,8 @@ async fn every_manifest_passes_server_side_dry_run() {
                         ca_pem: &ca,
                         failure_policy: None,
                         only_namespace: None,
+                        // Unused by `render_one`: the shipped documents keep what they say.
+                        policy: None,
                     },
                 );
             }

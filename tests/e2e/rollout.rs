@@ -114,6 +114,7 @@ async fn rollout(ns: &str, delay: u64) -> Run {
         ca_pem: &format!("{}{}", old.ca_pem(), new.ca_pem()),
         failure_policy: Some("Fail"),
         only_namespace: Some(ns),
+        policy: Some(&policy),
     };
     support::apply_webhooks(&client, &render).await;
     support::wait_mutating(&client, ns, "PreferDualStack").await;

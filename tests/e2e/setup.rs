@@ -1,7 +1,8 @@
 //! The driver's registration step: `run.sh` calls this one (by exact name) before the suite, and
 //! skips it in the suite itself. Kept in Rust so that the driver and the tests render the
 //! configurations the same way: what `serve --register-webhooks` registers
-//! (`dualstack-webhook webhook-configurations`), sent to the driver's webhook on loopback.
+//! (`dualstack-webhook webhook-configurations --policy`, with the `matchConditions` generated from
+//! the driver's `policy.yaml`), sent to the driver's webhook on loopback.
 
 use kube::api::PostParams;
 use serde_json::json;
@@ -17,17 +18,27 @@ async fn register_webhooks() {
     let ca =
         std::fs::read_to_string(format!("{}/ca.crt", support::env("E2E_WEBHOOK_CERTS"))).unwrap();
     let failure_policy = std::env::var("E2E_FAILURE_POLICY").ok();
-    support::apply_webhooks(
-        &client,
-        &Render {
-            name: "dualstack-webhook",
-            base_url: &support::env("E2E_WEBHOOK_URL"),
-            ca_pem: &ca,
-            failure_policy: failure_policy.as_deref(),
-            only_namespace: None,
-        },
-    )
-    .await;
+    let mut docs = support::render_webhooks(&Render {
+        name: "dualstack-webhook",
+        base_url: &support::env("E2E_WEBHOOK_URL"),
+        ca_pem: &ca,
+        failure_policy: failure_policy.as_deref(),
+        only_namespace: None,
+        // run.sh's webhook serves this policy: the conditions `serve --register-webhooks`
+        // registers with it.
+        policy: Some(&support::main_policy()),
+    });
+    // One addition to what the webhook registers: namespaces labelled for a test's own webhook on
+    // this harness (conditions.rs) are not sent to this one.
+    for doc in &mut docs {
+        for hook in doc["webhooks"].as_array_mut().into_iter().flatten() {
+            support::restrict_namespaces(
+                hook,
+                json!({"key": support::OWN_WEBHOOK_LABEL, "operator": "DoesNotExist"}),
+            );
+        }
+    }
+    support::apply_webhook_documents(&client, docs).await;
     support::wait_mutating(&client, "e2e-probe", "PreferDualStack").await;
     // /validate: a dry-run single-stack Service in the Deny namespace is refused.
     let api = support::namespace(&client, "e2e-deny").await;

@@ -32,6 +32,10 @@ pub(crate) const V4_RANGE: &str = "10.96.0.0/16";
 pub(crate) const V6_RANGE: &str = "fd00:10:96::/112";
 /// Upper bound for every "wait until" in the tests.
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
+/// A namespace label: namespaces that carry it are served by a webhook of the test's own,
+/// registered on the main harness; the driver's configurations skip them
+/// (`setup::register_webhooks`).
+pub(crate) const OWN_WEBHOOK_LABEL: &str = "e2e.dualstack-webhook.io/own-webhook";
 
 // === environment ===
 
@@ -203,22 +207,49 @@ pub(crate) async fn create_with_warnings(
     let req = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/services"))
         .create(&PostParams::default(), serde_json::to_vec(svc).unwrap())
         .unwrap();
-    let req = req.map(kube::client::Body::from);
-    let resp = client.send(req).await.expect("raw create");
+    let reply = send_raw(client, req).await;
+    (reply.status, reply.warnings, reply.body)
+}
+
+/// What the API server answered a raw request: what kube-rs does not surface.
+#[derive(Debug)]
+pub(crate) struct RawReply {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The `Warning` headers, in order.
+    pub(crate) warnings: Vec<String>,
+    /// The `Audit-Id` header: the `auditID` of the request's audit events.
+    pub(crate) audit_id: Option<String>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub(crate) body: Value,
+}
+
+/// Sends a request built with `kube::core::Request` and returns the status, the `Warning` and
+/// `Audit-Id` headers and the body.
+pub(crate) async fn send_raw(client: &Client, req: http::Request<Vec<u8>>) -> RawReply {
+    let what = format!("{} {}", req.method(), req.uri());
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let status = resp.status().as_u16();
-    let warnings = resp
-        .headers()
-        .get_all(http::header::WARNING)
-        .iter()
-        // Warnings are UTF-8 (a cut one ends with `…`), which `to_str` refuses.
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
+    let header = |name: &str| {
+        resp.headers()
+            .get_all(name)
+            .iter()
+            // Warnings are UTF-8 (a cut one ends with `…`), which `to_str` refuses.
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let warnings = header(http::header::WARNING.as_str());
+    let audit_id = header("audit-id").into_iter().next();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (
+    RawReply {
         status,
         warnings,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    )
+        audit_id,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    }
 }
 
 // === waiting ===
@@ -246,6 +277,11 @@ where
 
 /// How to render the configurations `serve --register-webhooks` registers for a webhook on
 /// loopback (`dualstack-webhook webhook-configurations --url`).
+///
+/// `policy` is the policy file the registered webhook serves: the configurations then carry the
+/// `matchConditions` generated from it (`--policy`), as `serve --register-webhooks` registers
+/// them, so the API server skips the calls whose answer the policy already gives. `None` renders
+/// them without conditions: every Service write is sent.
 pub(crate) struct Render<'a> {
     /// `metadata.name` of both configurations.
     pub(crate) name: &'a str,
@@ -257,6 +293,8 @@ pub(crate) struct Render<'a> {
     pub(crate) failure_policy: Option<&'a str>,
     /// Restricts the configurations to this one namespace (isolated tests) when set.
     pub(crate) only_namespace: Option<&'a str>,
+    /// The policy the webhook serves: `--policy`, the generated `matchConditions`; `None`, none.
+    pub(crate) policy: Option<&'a Path>,
 }
 
 /// The documents of a YAML file, as JSON values (empty documents skipped).
@@ -275,8 +313,9 @@ fn yaml_documents_of(text: &str, source: &str) -> Vec<Value> {
         .collect()
 }
 
-/// What `dualstack-webhook webhook-configurations --url` prints (the configurations the webhook
-/// registers, sent to a URL), with [`Render`]'s overrides.
+/// What `dualstack-webhook webhook-configurations --url [--policy]` prints (the configurations the
+/// webhook registers, sent to a URL, with the policy's `matchConditions`), with [`Render`]'s
+/// overrides.
 pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
     let dir = workdir().join("rendered-webhooks");
     std::fs::create_dir_all(&dir).unwrap();
@@ -294,6 +333,9 @@ pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
     .arg(&ca);
     if let Some(fp) = r.failure_policy {
         cmd.args(["--failure-policy", fp]);
+    }
+    if let Some(policy) = r.policy {
+        cmd.arg("--policy").arg(policy);
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "webhook-configurations: {out:?}");
@@ -328,29 +370,54 @@ pub(crate) fn render_one(doc: &mut Value, r: &Render<'_>) {
             hook["failurePolicy"] = json!(fp);
         }
         if let Some(ns) = r.only_namespace {
-            hook["namespaceSelector"] = json!({"matchExpressions": [
-                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}
-            ]});
+            restrict_namespaces(
+                hook,
+                json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}),
+            );
         }
     }
 }
 
+/// Adds `requirement` to a webhook's `namespaceSelector` (ANDed with what is there: the
+/// generated exclusions stay).
+pub(crate) fn restrict_namespaces(hook: &mut Value, requirement: Value) {
+    let selector = &mut hook["namespaceSelector"];
+    if !selector.is_object() {
+        *selector = json!({});
+    }
+    let expressions = &mut selector["matchExpressions"];
+    if !expressions.is_array() {
+        *expressions = json!([]);
+    }
+    expressions.as_array_mut().unwrap().push(requirement);
+}
+
 /// Creates or replaces (server-side apply) the rendered configurations.
 pub(crate) async fn apply_webhooks(client: &Client, r: &Render<'_>) {
+    apply_webhook_documents(client, render_webhooks(r)).await;
+}
+
+/// Creates or replaces (server-side apply) rendered configuration documents, each under its own
+/// `metadata.name`.
+pub(crate) async fn apply_webhook_documents(client: &Client, docs: Vec<Value>) {
     let params = PatchParams::apply(MANAGER).force();
-    for doc in render_webhooks(r) {
+    for doc in docs {
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         match doc["kind"].as_str() {
             Some("MutatingWebhookConfiguration") => {
                 let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
                 let obj: MutatingWebhookConfiguration = serde_json::from_value(doc).unwrap();
-                api.patch(r.name, &params, &Patch::Apply(&obj))
+                api.patch(&name, &params, &Patch::Apply(&obj))
                     .await
                     .expect("apply MutatingWebhookConfiguration");
             }
             Some("ValidatingWebhookConfiguration") => {
                 let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
                 let obj: ValidatingWebhookConfiguration = serde_json::from_value(doc).unwrap();
-                api.patch(r.name, &params, &Patch::Apply(&obj))
+                api.patch(&name, &params, &Patch::Apply(&obj))
                     .await
                     .expect("apply ValidatingWebhookConfiguration");
             }
@@ -675,6 +742,11 @@ impl Webhook {
     /// `https://127.0.0.1:PORT`.
     pub(crate) fn base_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The policy file it serves.
+    pub(crate) fn policy(&self) -> &Path {
+        &self.policy
     }
 
     /// The PEM of the CA that signed its current certificate.

@@ -48,6 +48,7 @@ async fn prefer_dual_stack_services_gain_a_family_only_on_opt_in() {
         ca_pem: &ca,
         failure_policy: None,
         only_namespace: None,
+        policy: Some(hook.policy()),
     };
     support::apply_webhooks(&client, &r).await;
     support::wait_mutating(&client, "e2e-keep", "PreferDualStack").await;

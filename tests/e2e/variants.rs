@@ -22,6 +22,7 @@ async fn ipv6_primary_cluster() {
         ca_pem: &ca,
         failure_policy: None,
         only_namespace: None,
+        policy: Some(hook.policy()),
     };
     support::apply_webhooks(&client, &render).await;
     support::wait_mutating(&client, "e2e-defaults", "PreferDualStack").await;
