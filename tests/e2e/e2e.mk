@@ -8,6 +8,9 @@ E2E_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
 e2e:
 	$(E2E_DIR)run.sh e2e
 
-# p50/p99 of Service creates with and without the webhook registered (E2E_BENCH_N, default 300).
+# What admission adds to Service creates and label updates through the API server: none, explicit
+# fields, a MutatingAdmissionPolicy, a do-nothing webhook, the webhook as shipped (with and without
+# matchConditions); p50/p99, calls per write, ratios; E2E_BENCH_N writes per arm (300),
+# E2E_BENCH_RUNS runs (3). See bench/README.md and tests/e2e/bench.rs.
 bench-e2e:
 	$(E2E_DIR)run.sh bench

@@ -6,14 +6,15 @@
 #  2. makes the webhook's certificates with `dualstack-webhook certs`, starts etcd + kube-apiserver
 #     (dual-stack, IPv4 primary, audit log on) and the webhook on free loopback ports, watching
 #     that API server (--watch-cluster), and waits for its /readyz;
-#  3. registers the configurations `serve --register-webhooks` registers, sent to 127.0.0.1
-#     (`webhook-configurations --url`; the test binary's setup step);
-#  4. e2e: runs every ignored test except setup/bench, one at a time; bench: the latency benchmark.
+#  3. e2e: registers the configurations `serve --register-webhooks` registers, sent to 127.0.0.1
+#     (`webhook-configurations --url`; the test binary's setup step), and runs every ignored test
+#     except setup/bench, one at a time; bench: the latency benchmark, which registers what it
+#     measures itself (tests/e2e/bench.rs).
 # Extra arguments go to the test binary (e.g. a name filter). Every wait is bounded; the EXIT trap
 # stops exactly the processes this run started (its own pid files, each checked against the
 # run's work dir), and deletes the work dir unless the run failed or KEEP=1.
 #
-# Env: SERVICE_CIDRS (default 10.96.0.0/16,fd00:10:96::/112), E2E_BENCH_N (300),
+# Env: SERVICE_CIDRS (default 10.96.0.0/16,fd00:10:96::/112), E2E_BENCH_N (300), E2E_BENCH_RUNS (3),
 # CARGO_TARGET_DIR (default ./target), KEEP=1, E2E_FAILURE_POLICY (override for the main configs),
 # E2E_WATCH_CLUSTER (1: the main webhook runs with --watch-cluster, the default; 0: --service-cidrs),
 set -euo pipefail
@@ -119,18 +120,21 @@ export E2E_SERVICE_CIDRS="$SERVICE_CIDRS"
 export E2E_AUDIT_LOG="$WD/audit.log"
 export E2E_APISERVER_WORKDIR="$WD/apiserver"
 
-step "register the webhook configurations (sent to 127.0.0.1:$PORT)"
-"$TEST_BIN" --ignored --exact setup::register_webhooks --test-threads=1 -q >"$WD/logs/setup.log" 2>&1 \
-  || { cat "$WD/logs/setup.log" >&2; die "registering the webhook configurations failed"; }
-
 case "$MODE" in
   e2e)
+    step "register the webhook configurations (sent to 127.0.0.1:$PORT)"
+    "$TEST_BIN" --ignored --exact setup::register_webhooks --test-threads=1 -q >"$WD/logs/setup.log" 2>&1 \
+      || { cat "$WD/logs/setup.log" >&2; die "registering the webhook configurations failed"; }
     step "run the e2e tests"
     # One at a time: the failure-mode and upgrade tests start processes and harnesses of their own.
     "$TEST_BIN" --ignored --test-threads=1 --skip setup:: --skip bench:: "$@"
     ;;
   bench)
-    step "run the latency benchmark"
-    "$TEST_BIN" --ignored --exact bench::service_create_latency --nocapture --test-threads=1 "$@"
+    # The benchmark registers each arm's admission objects itself (nothing else is registered).
+    # Its webhooks log the accept loop at debug level: one line per TLS handshake (with the
+    # ALPN result) and per closed connection, none per request.
+    step "run the latency benchmark (E2E_BENCH_RUNS=${E2E_BENCH_RUNS:-3} runs, E2E_BENCH_N=${E2E_BENCH_N:-300})"
+    RUST_LOG="info,dualstack_webhook::server::https=debug" \
+      "$TEST_BIN" --ignored --exact bench::service_write_latency --nocapture --test-threads=1 "$@"
     ;;
 esac
