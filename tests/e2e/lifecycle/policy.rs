@@ -12,6 +12,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::{Api, Client};
@@ -116,22 +119,25 @@ pub(super) async fn rollout(
             Mode::Audit,
             installer::HELM_POLICY_AUDIT,
             &texts[0],
+            &files[0],
             "strict-1",
         ),
         (
             Mode::Warn,
             installer::HELM_POLICY_WARN,
             &texts[1],
+            &files[1],
             "strict-2",
         ),
         (
             Mode::Deny,
             installer::HELM_POLICY_DENY,
             &texts[2],
+            &files[2],
             "strict-3",
         ),
     ];
-    for (mode, command, text, violating) in commands {
+    for (mode, command, text, file, violating) in commands {
         let label = format!("{mode:?}");
         // Preview: what enforcing would refuse, among the Services created so far.
         preview(harness, work, &violators);
@@ -152,6 +158,10 @@ pub(super) async fn rollout(
         // Every pod has the new file and has reloaded it.
         let (synced, reloaded) = wait_step(pods, &generations, text, started, done).await;
         marks.now(&format!("policy {label} reloaded by every pod"));
+        // The replicas register the match conditions of the new policy (its new rule): what
+        // `webhook-configurations --policy` prints for it.
+        wait_conditions(admin, file).await;
+        marks.now(&format!("policy {label}: its match conditions registered"));
 
         // A compliant create: the rule's default makes it RequireDualStack.
         let ok = support::create_with_warnings(
@@ -188,6 +198,45 @@ pub(super) async fn rollout(
     // After the rollout: the same Services would be refused (the refused one was never stored).
     preview(harness, work, &violators);
     steps
+}
+
+/// Waits until both configurations carry the match conditions generated from `policy`.
+async fn wait_conditions(admin: &Client, policy: &Path) {
+    let printed = support::render_webhooks(&support::Render {
+        name: super::CONFIGURATIONS,
+        base_url: "https://printed.invalid",
+        ca_pem: "",
+        failure_policy: None,
+        only_namespace: None,
+        policy: Some(policy),
+    });
+    let want: Vec<&Value> = printed
+        .iter()
+        .map(|doc| &doc["webhooks"][0]["matchConditions"])
+        .collect();
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(admin.clone());
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let conditions = |doc: Value| doc["webhooks"][0]["matchConditions"].clone();
+        let got = [
+            conditions(
+                serde_json::to_value(mutating.get(super::CONFIGURATIONS).await.unwrap()).unwrap(),
+            ),
+            conditions(
+                serde_json::to_value(validating.get(super::CONFIGURATIONS).await.unwrap()).unwrap(),
+            ),
+        ];
+        if got.iter().zip(&want).all(|(g, w)| g == *w) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the match conditions of {} were not registered within {BOUND:?}: {got:#?}",
+            policy.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Lint's output: exit 0, no error, no warning.
