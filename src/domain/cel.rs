@@ -1,6 +1,5 @@
 //! CEL the API server evaluates for us, generated from the policy: a small expression tree that
-//! renders to the CEL text of a `matchConditions` entry (and of the admission-policy export).
-//! Pure: no CEL is evaluated here.
+//! renders to the CEL text of a `matchConditions` entry. Pure: no CEL is evaluated here.
 //!
 //! The expressions read Kubernetes objects that carry no schema (`object`, `oldObject` of a
 //! webhook's match condition), where reading an absent field is an error, and an error under
@@ -8,6 +7,8 @@
 //! `&&` and `||` in CEL absorb an error on the side that does not decide the result.
 
 pub mod conditions;
+
+use std::ops::Not as _;
 
 use crate::cluster::NAMESPACE_NAME_LABEL;
 use crate::domain::policy::selector::SelectorOperator;
@@ -71,16 +72,6 @@ impl Cel {
         }
     }
 
-    /// The negation; constants folded away.
-    #[allow(clippy::should_implement_trait)] // `!` on a tree reads worse than `Cel::not(..)`
-    pub fn not(self) -> Self {
-        match self {
-            Self::Const(b) => Self::Const(!b),
-            Self::Not(inner) => *inner,
-            other => Self::Not(Box::new(other)),
-        }
-    }
-
     /// The CEL text.
     pub fn render(&self) -> String {
         match self {
@@ -92,6 +83,19 @@ impl Cel {
                 Self::Atom(text) if text.starts_with("has(") => format!("!{text}"),
                 other => format!("!({})", other.render()),
             },
+        }
+    }
+}
+
+impl std::ops::Not for Cel {
+    type Output = Cel;
+
+    /// The negation; constants folded away.
+    fn not(self) -> Cel {
+        match self {
+            Self::Const(b) => Self::Const(!b),
+            Self::Not(inner) => *inner,
+            other => Self::Not(Box::new(other)),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! nothing in it: allowed, no patch, no warning, no audit annotation (the property tests check
 //! this against the engine).
 
+use std::ops::Not as _;
+
 use crate::domain::policy::{Match, Policy, Require, Rule};
 use crate::domain::service::{IpFamilyPolicy, ServiceType};
 
