@@ -453,6 +453,55 @@ fn webhook_configurations_prints_what_serve_registers() {
 }
 
 #[test]
+fn webhook_configurations_with_a_policy_carry_its_match_conditions() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\nexemptNamespaces: [legacy]\n",
+    )
+    .unwrap();
+    let args = ["webhook-configurations", "--url", "https://127.0.0.1:8443"];
+    let with = run(
+        &[&args[..], &["--policy", policy.to_str().unwrap()]].concat(),
+        b"",
+    );
+    assert!(with.status.success(), "{with:?}");
+    let docs = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8(out.stdout.clone())
+            .unwrap()
+            .split("---\n")
+            .map(|doc| serde_yaml_ng::from_str(doc).unwrap())
+            .collect()
+    };
+    // A policy with nothing to do: neither webhook is ever called, and the exemption is named.
+    let exempt = serde_json::json!({"name": "namespace-not-exempt", "expression": "!(request.namespace == 'legacy')"});
+    for (doc, own) in docs(&with).iter().zip(["may-patch", "may-find-violation"]) {
+        assert_eq!(
+            doc["webhooks"][0]["matchConditions"],
+            serde_json::json!([exempt, {"name": own, "expression": "false"}])
+        );
+    }
+    // Without --policy: no conditions, every Service write is sent.
+    let without = run(&args, b"");
+    for doc in docs(&without) {
+        assert_eq!(doc["webhooks"][0].get("matchConditions"), None, "{doc}");
+    }
+    let missing = dir.path().join("missing.yaml");
+    let out = run(
+        &[&args[..], &["--policy", missing.to_str().unwrap()]].concat(),
+        b"",
+    );
+    assert_fails_with(
+        &out,
+        &format!(
+            "cannot read policy file {} (--policy): No such file or directory (os error 2)",
+            missing.display()
+        ),
+    );
+}
+
+#[test]
 fn registering_without_a_namespace_says_what_to_set() {
     let out = run_command(
         Command::new(BIN)
