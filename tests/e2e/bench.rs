@@ -27,7 +27,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -36,7 +35,7 @@ use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::support::{self, Watching, Webhook};
+use crate::support::{self, Render, Watching, Webhook};
 
 /// Writes per arm and operation between two arm switches.
 const BLOCK: usize = 50;
@@ -262,22 +261,16 @@ impl Object {
     }
 }
 
-/// What `webhook-configurations --url` prints for `hook` under `name`, with `--policy` when
-/// given; kept in the webhook's directory.
+/// What `webhook-configurations --url` prints for `hook` under `name`, with `--policy` when given.
 fn configurations(hook: &Webhook, name: &str, policy: Option<&Path>) -> Vec<Value> {
-    let mut cmd = Command::new(support::env("E2E_WEBHOOK_BIN"));
-    cmd.args(["webhook-configurations", "--name", name, "--url"])
-        .arg(hook.base_url())
-        .arg("--ca-bundle")
-        .arg(hook.dir.join("certs/ca.crt"));
-    if let Some(policy) = policy {
-        cmd.arg("--policy").arg(policy);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "webhook-configurations: {out:?}");
-    let file = hook.dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, &out.stdout).unwrap();
-    support::yaml_documents(&file)
+    support::render_webhooks(&Render {
+        name,
+        base_url: &hook.base_url(),
+        ca_pem: &hook.ca_pem(),
+        failure_policy: None,
+        only_namespace: None,
+        policy,
+    })
 }
 
 struct Bench {

@@ -1119,6 +1119,21 @@ fn calls(runs: &[&Run]) -> [u32; 2] {
     total
 }
 
+/// A webhook of the test's own serving `policy`, watching the main harness (ranges from its
+/// ServiceCIDRs, namespace labels), once ready.
+fn watching_webhook(name: &str, policy: &Path) -> Webhook {
+    let kubeconfig = PathBuf::from(support::env("E2E_KUBECONFIG"));
+    Webhook::watching(
+        name,
+        &Watching {
+            kubeconfig: &kubeconfig,
+            cidrs: None,
+            policy,
+            wait_ready: true,
+        },
+    )
+}
+
 /// The corpus in both arms; equal answers, fewer calls with the conditions.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
@@ -1131,16 +1146,7 @@ async fn same_answers_with_and_without_conditions() {
     // The namespaces first: the webhook lists their labels when it starts.
     namespaces(&client, TEST, &cases).await;
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/conditions/policy.yaml");
-    let kubeconfig = PathBuf::from(support::env("E2E_KUBECONFIG"));
-    let hook = Webhook::watching(
-        "conditions-webhook",
-        &Watching {
-            kubeconfig: &kubeconfig,
-            cidrs: None,
-            policy: &policy,
-            wait_ready: true,
-        },
-    );
+    let hook = watching_webhook("conditions-webhook", &policy);
     for arm in [WITHOUT, WITH] {
         register(&client, &hook, TEST, arm).await;
         support::wait_mutating(
@@ -1346,16 +1352,9 @@ async fn shipped_policy_calls_per_write() {
             support::labelled_namespace(&client, &format!("{ns}-{}", arm.tag), labels).await;
         }
     }
-    let policy = support::manifests_dir().join("policy.yaml");
-    let kubeconfig = PathBuf::from(support::env("E2E_KUBECONFIG"));
-    let hook = Webhook::watching(
+    let hook = watching_webhook(
         "calls-webhook",
-        &Watching {
-            kubeconfig: &kubeconfig,
-            cidrs: None,
-            policy: &policy,
-            wait_ready: true,
-        },
+        &support::manifests_dir().join("policy.yaml"),
     );
     for arm in [WITHOUT, WITH] {
         register(&client, &hook, TEST, arm).await;

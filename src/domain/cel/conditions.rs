@@ -11,7 +11,7 @@
 
 use std::ops::Not as _;
 
-use crate::domain::policy::{Match, Policy, Require, Rule};
+use crate::domain::policy::{LabelSelector, Match, Policy, Require, Rule};
 use crate::domain::service::{IpFamilyPolicy, ServiceType};
 
 use super::{Cel, Object, may_match, namespace_in};
@@ -115,15 +115,18 @@ pub fn may_find(policy: &Policy) -> Cel {
 /// `match_` may cover the new Service or, on UPDATE, the stored one (relabelling a Service out of
 /// a rule's scope does not escape it); one test where the match reads only the namespace.
 fn may_match_either(match_: &Match) -> Cel {
-    let (new, old) = (
-        may_match(match_, Object::New),
-        may_match(match_, Object::Old),
-    );
-    if !old.render().contains("oldObject") {
+    let new = may_match(match_, Object::New);
+    // Only labels and type tell the two objects apart (`{}` selects every Service).
+    let reads_object = match_.types.is_some()
+        || match_
+            .object_selector
+            .as_ref()
+            .is_some_and(|s| *s != LabelSelector::default());
+    if !reads_object {
         return new;
     }
     let update = Cel::atom("request.operation == 'UPDATE'");
-    Cel::any([new, Cel::all([update, old])])
+    Cel::any([new, Cel::all([update, may_match(match_, Object::Old)])])
 }
 
 /// The Service may break `require` (judge::violations) on some cluster: a requirement the
