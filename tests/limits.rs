@@ -652,7 +652,7 @@ async fn partial_heads_of_390_kb_are_cut_off_at_the_head_cap_on_the_admin_port()
 // === (b) idle connections to the admin port ===
 
 #[tokio::test]
-async fn idle_connections_to_the_admin_port_are_closed_after_the_header_timeout() {
+async fn idle_connections_to_the_admin_port_are_closed_after_their_timeouts() {
     let _serial = SERIAL.lock().await;
     let (server_runtime, client_runtime) = (Runtime::new(2), Runtime::new(1));
     let timeout = Duration::from_millis(1000);
@@ -661,6 +661,7 @@ async fn idle_connections_to_the_admin_port_are_closed_after_the_header_timeout(
     let idle = 400;
     let options = ServerOptions {
         header_read_timeout: timeout,
+        keep_alive_timeout: timeout,
         max_connections: idle + 8,
         ..as_pods(ServerOptions::admin())
     };

@@ -600,6 +600,61 @@ async fn incomplete_request_heads_are_cut_off_after_the_header_read_timeout() {
     server.stop().await;
 }
 
+/// An HTTP/1.1 connection waits between requests for the keep-alive limit, not the header read
+/// timeout: kube-apiserver reuses a pooled connection for up to 90 s, and a new one costs it a
+/// TLS handshake per review.
+#[tokio::test]
+async fn http1_connections_are_kept_between_requests_until_the_keep_alive_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = certs::generate(dir.path(), &[], &[]).unwrap();
+    let resolver = tls::CertResolver::load(&paths.cert, &paths.key).unwrap();
+    let header_read_timeout = Duration::from_millis(300);
+    let keep_alive_timeout = Duration::from_millis(1500);
+    let options = server::ServerOptions {
+        header_read_timeout,
+        keep_alive_timeout,
+        ..Default::default()
+    };
+    let server = start(resolver, None, echo_app(), options).await;
+    let config = Client {
+        alpn: H1,
+        ..Default::default()
+    }
+    .config(&paths.ca_cert);
+    let stream = bounded("connect", connect(server.addr, config, "localhost"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+
+    for idle in [Duration::ZERO, header_read_timeout * 3] {
+        tokio::time::sleep(idle).await;
+        bounded("the connection to be ready", sender.ready())
+            .await
+            .unwrap();
+        let response = bounded(
+            "an answer",
+            sender.send_request(echo_request("/echo", "again")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "after {idle:?} idle");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "again");
+    }
+    let answered = Instant::now();
+    bounded("the server to close", conn).await.unwrap().unwrap();
+    let idle = answered.elapsed();
+    assert!(
+        idle >= keep_alive_timeout - Duration::from_millis(50),
+        "{idle:?}"
+    );
+    assert!(idle < Duration::from_secs(5), "{idle:?}");
+    server.stop().await;
+}
+
 // === 7. graceful shutdown ===
 
 #[tokio::test]

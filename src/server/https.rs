@@ -6,7 +6,8 @@
 //! others (this is why the handshake is not done inside an `axum::serve::Listener`, which axum
 //! awaits sequentially). Both listeners get the same protections:
 //!
-//! - a header read timeout, which is also the HTTP/1.1 keep-alive idle limit, and HTTP/2 pings;
+//! - a header read timeout, a longer HTTP/1.1 keep-alive idle limit between requests, and
+//!   HTTP/2 pings ([`deadline`]);
 //! - a cap on a request head's size ([`MAX_HEAD_BYTES`], [`MAX_HEADER_LIST_BYTES`]);
 //! - a cap on open connections per listener and per client IP address. At the listener's cap a
 //!   new connection takes the place of the oldest one that has sent no request in the 250 ms or
@@ -42,23 +43,22 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -67,15 +67,21 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::BoxError;
 use crate::metrics::Metrics;
 
+mod deadline;
+
+use deadline::{ReadDeadline, Requests};
+
 /// Timeouts and caps of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerOptions {
     /// How long a client may take to complete the TLS handshake after connecting (TLS only).
     pub handshake_timeout: Duration,
     /// How long an HTTP/1.1 client may take to send a complete request head (the first one from
-    /// when the connection is ready, later ones from when the previous answer was sent, so this
-    /// is also the keep-alive idle limit), and an HTTP/2 client its connection preface.
+    /// when the connection is ready, later ones from their first byte), and an HTTP/2 client its
+    /// connection preface.
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 connection may wait between an answer and the next request.
+    pub keep_alive_timeout: Duration,
     /// How long in-flight requests may run after shutdown before their connections are closed.
     /// Kubernetes sends SIGKILL 30 s after SIGTERM by default, so this leaves a margin.
     pub drain_timeout: Duration,
@@ -104,7 +110,11 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     /// The webhook port's. Timeouts 10 s, 10 s and 25 s: kube-apiserver's default webhook timeout
-    /// is 10 s, so a client that needs longer to say anything is not a healthy API server. HTTP/2
+    /// is 10 s, so a client that needs longer to say anything is not a healthy API server.
+    /// Keep-alive 120 s: longer than kube-apiserver's own idle limit for its pooled connections
+    /// (Go's `IdleConnTimeout`, 90 s, set by `k8s.io/apimachinery/pkg/util/net`), so the API server
+    /// is always the one to close an idle connection and never sends a review on one the
+    /// webhook is closing ([`deadline`]). HTTP/2
     /// pings every 20 s with 20 s to answer: Go's HTTP/2 client (kube-apiserver's) answers pings
     /// on its own, so only a stuck or vanished peer is cut off, within 40 s. Caps:
     /// [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_IP`].
@@ -112,6 +122,7 @@ impl Default for ServerOptions {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(25),
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -123,10 +134,12 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// The admin port's: the same timeouts, and the caps [`ADMIN_MAX_CONNECTIONS`] and
-    /// [`ADMIN_MAX_CONNECTIONS_PER_IP`].
+    /// The admin port's: the same timeouts but a keep-alive limit of 10 s, and the caps
+    /// [`ADMIN_MAX_CONNECTIONS`] and [`ADMIN_MAX_CONNECTIONS_PER_IP`]. Its clients (the kubelet's
+    /// probes, Prometheus) reconnect over plain HTTP for next to nothing.
     pub fn admin() -> Self {
         Self {
+            keep_alive_timeout: Duration::from_secs(10),
             max_connections: ADMIN_MAX_CONNECTIONS,
             max_connections_per_ip: ADMIN_MAX_CONNECTIONS_PER_IP,
             ..Self::default()
@@ -298,6 +311,7 @@ async fn serve<P: Prepare, S: HttpsService>(
         http: Arc::new(HttpBuilders::new(&options)),
         service: app,
         header_read_timeout: options.header_read_timeout,
+        keep_alive_timeout: options.keep_alive_timeout,
     };
     let mut limits = Limits::new(&options);
     let graceful = GracefulShutdown::new();
@@ -360,7 +374,7 @@ async fn serve<P: Prepare, S: HttpsService>(
 /// `auto::Builder` left to itself sniffs the first 24 bytes to tell HTTP/2 from HTTP/1.1, and
 /// that read has no timeout: a client that completes TLS and then sends a few bytes or none
 /// would escape the header read timeout. HTTP/2 over TLS must be negotiated by ALPN (RFC 9113
-/// §3.2), so the choice is made from the handshake and the HTTP/1.1 timer starts at once.
+/// §3.2), so the choice is made from the handshake and the read deadline starts at once.
 struct HttpBuilders {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
@@ -369,10 +383,9 @@ struct HttpBuilders {
 impl HttpBuilders {
     fn new(options: &ServerOptions) -> Self {
         let mut http = auto::Builder::new(TokioExecutor::new());
-        // The header read timeout (slowloris protection) only runs with a timer.
+        // hyper's header timer is also its keep-alive limit: [`deadline`] keeps both instead.
         http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout)
+            .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES);
         http.http2()
             .timer(TokioTimer::new())
@@ -709,6 +722,7 @@ struct Conn<P, S> {
     http: Arc<HttpBuilders>,
     service: S,
     header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
 }
 
 impl<P: Prepare, S: HttpsService> Conn<P, S> {
@@ -730,13 +744,17 @@ impl<P: Prepare, S: HttpsService> Conn<P, S> {
         let Some((io, h2)) = prepared else {
             return;
         };
-        // hyper's HTTP/1.1 header timer covers a silent HTTP/1.1 client; nothing in hyper times
-        // out an HTTP/2 client that never sends its connection preface, so do it here.
-        let preface = if h2 { H2_PREFACE_LEN } else { 0 };
-        let io = PrefaceDeadline::new(io, preface, self.header_read_timeout);
+        let requests = Arc::<Requests>::default();
+        let io = if h2 {
+            ReadDeadline::http2(io, self.header_read_timeout)
+        } else {
+            let (head, keep_alive) = (self.header_read_timeout, self.keep_alive_timeout);
+            ReadDeadline::http1(io, requests.clone(), head, keep_alive)
+        };
         let service = TowerToHyperService::new(MarkServed {
             inner: self.service,
             state: held.state.clone(),
+            requests,
         });
         let conn = self
             .http
@@ -752,17 +770,19 @@ impl<P: Prepare, S: HttpsService> Conn<P, S> {
     }
 }
 
-/// The connection's service, marking the connection as having sent a request at the first one.
+/// The connection's service, marking the connection as having sent a request at the first one,
+/// and counting the requests it answers for the connection's read deadline.
 #[derive(Clone)]
 struct MarkServed<S> {
     inner: S,
     state: Arc<ConnState>,
+    requests: Arc<Requests>,
 }
 
 impl<S: HttpsService> tower::Service<Request<Incoming>> for MarkServed<S> {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -770,92 +790,13 @@ impl<S: HttpsService> tower::Service<Request<Incoming>> for MarkServed<S> {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         self.state.served();
-        self.inner.call(request)
-    }
-}
-
-/// Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`).
-const H2_PREFACE_LEN: usize = 24;
-
-/// Fails reads with `TimedOut` unless the first `remaining` bytes arrive before a deadline, then
-/// gets out of the way. Writes pass through.
-struct PrefaceDeadline<I> {
-    io: I,
-    remaining: usize,
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-// === impl PrefaceDeadline ===
-
-impl<I> PrefaceDeadline<I> {
-    fn new(io: I, remaining: usize, timeout: Duration) -> Self {
-        let deadline = (remaining > 0).then(|| Box::pin(tokio::time::sleep(timeout)));
-        Self {
-            io,
-            remaining,
-            deadline,
-        }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for PrefaceDeadline<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        let Some(deadline) = &mut this.deadline else {
-            return read;
-        };
-        match read {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                this.remaining = this.remaining.saturating_sub(n);
-                // Done once the preface is in, or at EOF (hyper handles that).
-                if this.remaining == 0 || n == 0 {
-                    this.deadline = None;
-                }
-            }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                debug!("http/2 preface read timed out");
-                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-            }
-            _ => {}
-        }
-        read
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let open = self.requests.open();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            drop(open);
+            answer
+        })
     }
 }
 
@@ -863,60 +804,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<I> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    // Real time: paused time would need tokio's `test-util` feature just for these.
-    const TIMEOUT: Duration = Duration::from_millis(50);
-
-    #[tokio::test]
-    async fn silent_peer_times_out() {
-        let (client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
-        let mut buf = [0u8; 64];
-        let err = io.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        drop(client);
-    }
-
-    #[tokio::test]
-    async fn partial_preface_times_out() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
-        client.write_all(b"PRI * HTTP/2.0").await.unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(io.read(&mut buf).await.unwrap(), 14);
-        let err = io.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    }
-
-    #[tokio::test]
-    async fn full_preface_clears_the_deadline() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, H2_PREFACE_LEN, TIMEOUT);
-        client.write_all(&[b'x'; H2_PREFACE_LEN]).await.unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(io.read(&mut buf).await.unwrap(), H2_PREFACE_LEN);
-        // Idle well past the deadline, then more data: still readable.
-        tokio::time::sleep(TIMEOUT * 2).await;
-        client.write_all(b"later").await.unwrap();
-        assert_eq!(io.read(&mut buf).await.unwrap(), 5);
-    }
-
-    #[tokio::test]
-    async fn no_preface_means_no_deadline() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut io = PrefaceDeadline::new(server, 0, TIMEOUT);
-        tokio::time::sleep(TIMEOUT * 2).await;
-        client.write_all(b"GET").await.unwrap();
-        let mut buf = [0u8; 64];
-        assert_eq!(io.read(&mut buf).await.unwrap(), 3);
-    }
 
     #[test]
     fn defaults() {
         let options = ServerOptions::default();
         assert_eq!(options.handshake_timeout, Duration::from_secs(10));
         assert_eq!(options.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(options.keep_alive_timeout, Duration::from_secs(120));
         assert_eq!(options.drain_timeout, Duration::from_secs(25));
         assert_eq!(options.max_connections, MAX_CONNECTIONS);
         assert_eq!(options.max_connections_per_ip, MAX_CONNECTIONS_PER_IP);
@@ -925,6 +819,7 @@ mod tests {
         assert_eq!(admin.max_connections, ADMIN_MAX_CONNECTIONS);
         assert_eq!(admin.max_connections_per_ip, ADMIN_MAX_CONNECTIONS_PER_IP);
         assert_eq!(admin.header_read_timeout, options.header_read_timeout);
+        assert_eq!(admin.keep_alive_timeout, Duration::from_secs(10));
     }
 
     #[test]

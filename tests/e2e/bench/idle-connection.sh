@@ -4,10 +4,11 @@
 #
 # kube-apiserver speaks HTTP/1.1 to a webhook in a cluster (a Service reference, or any URL that is
 # not loopback: k8s.io/apiserver pkg/util/webhook/client.go); DISABLE_HTTP2=1 (client-go's switch,
-# the default here) gives the harness's API server the same at a loopback URL. The webhook closes
-# an HTTP/1.1 connection that sent nothing for 10 s (its header read timeout, which is also the
-# keep-alive idle limit), so a write that comes more than 10 s after the previous one opens a new
-# TCP connection and does a full TLS handshake (client-go offers no session resumption).
+# the default here) gives the harness's API server the same at a loopback URL. The webhook keeps an
+# idle HTTP/1.1 connection 120 s (`keep_alive_timeout`), past the API server's 90 s, so a write 11 s
+# after the previous one reuses it. Until that limit was separate from the 10 s header read timeout,
+# such a write opened a new TCP connection and did a full TLS handshake (client-go offers no session
+# resumption): the "handshakes" column counts them.
 #
 # Starts a harness of its own (tests/apiserver, binaries already built), the release webhook with
 # the empty policy (tests/e2e/bench/empty-policy.yaml: allowed, no patch) registered without
