@@ -1,0 +1,3 @@
+//! The exported objects: their shape, the engine's answers in their tables, and the gaps.
+
+use super::*;
