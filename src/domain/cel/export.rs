@@ -227,8 +227,12 @@ fn mutating(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Option<Value> {
          : ((variables.restorePolicy ? {} : []) + (variables.restoreFamilies ? {} : []))",
         add("ipFamilyPolicy", "variables.fill[0]"),
         add("ipFamilies", "variables.fill[1].split(',')"),
-        add("ipFamilyPolicy", "oldObject.spec.ipFamilyPolicy"),
-        add("ipFamilies", "oldObject.spec.ipFamilies"),
+        add("ipFamilyPolicy", "string(oldObject.spec.ipFamilyPolicy)"),
+        // A list read from `oldObject` is `list(dyn)`, which a JSONPatch value cannot take.
+        add(
+            "ipFamilies",
+            "oldObject.spec.ipFamilies.join(',').split(',')"
+        ),
     );
     let mut spec = common_spec(policy, variables);
     spec["reinvocationPolicy"] = json!("Never");
