@@ -1,3 +1,306 @@
-//! The exported objects: their shape, the engine's answers in their tables, and the gaps.
+//! The exported objects: which are written for which policy, the engine's answers in their
+//! tables, the messages, and the gaps named.
+
+use serde_json::Value;
 
 use super::*;
+use crate::testing::cidrs;
+
+fn policy(yaml: &str) -> Policy {
+    Policy::from_yaml(&format!(
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n{yaml}"
+    ))
+    .unwrap()
+}
+
+const DUAL: &str = "10.96.0.0/16,fd00:10:96::/112";
+
+/// `kind/name` of each document.
+fn objects(export: &Export) -> Vec<String> {
+    export
+        .documents
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The expression of the variable `name` of `doc`.
+fn variable<'a>(doc: &'a Value, name: &str) -> &'a str {
+    doc["spec"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no variable {name}"))["expression"]
+        .as_str()
+        .unwrap()
+}
+
+#[test]
+fn an_empty_policy_exports_nothing_and_no_gap() {
+    let e = export(&policy(""), None);
+    assert_eq!(
+        e,
+        Export {
+            documents: vec![],
+            gaps: vec![]
+        }
+    );
+}
+
+#[test]
+fn each_action_gets_its_own_policy_and_binding_with_that_validation_action() {
+    let p = policy(
+        "rules:\n\
+         - {name: d, require: {ipFamilyPolicies: [SingleStack]}, action: Deny}\n\
+         - {name: w, require: {ipFamilyPolicies: [SingleStack]}, action: Warn}\n\
+         - {name: a, require: {ipFamilyPolicies: [SingleStack]}, action: Audit}\n",
+    );
+    let e = export(&p, Some(&cidrs(DUAL)));
+    assert_eq!(
+        objects(&e),
+        [
+            "ValidatingAdmissionPolicy/dualstack-webhook-deny",
+            "ValidatingAdmissionPolicyBinding/dualstack-webhook-deny",
+            "ValidatingAdmissionPolicy/dualstack-webhook-warn",
+            "ValidatingAdmissionPolicyBinding/dualstack-webhook-warn",
+            "ValidatingAdmissionPolicy/dualstack-webhook-audit",
+            "ValidatingAdmissionPolicyBinding/dualstack-webhook-audit",
+        ]
+    );
+    for (i, action) in ["Deny", "Warn", "Audit"].into_iter().enumerate() {
+        assert_eq!(
+            e.documents[2 * i + 1]["spec"]["validationActions"],
+            json!([action])
+        );
+    }
+    // Grandfathered Deny findings are warnings, as the webhook's: the Warn policy has them.
+    let warn = &e.documents[2];
+    let names: Vec<&str> = warn["spec"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"rule0IpFamilyPolicy"), "{names:?}");
+    assert!(
+        names.contains(&"rule1IpFamilyPolicyGrandfathered"),
+        "{names:?}"
+    );
+    assert!(e.gaps.is_empty());
+}
+
+#[test]
+fn enforcement_moves_rules_to_the_milder_action() {
+    let p = policy(
+        "enforcement: Audit\nrules:\n- {name: d, require: {ipFamilyPolicies: [SingleStack]}}\n",
+    );
+    assert_eq!(
+        objects(&export(&p, None)),
+        [
+            "ValidatingAdmissionPolicy/dualstack-webhook-audit",
+            "ValidatingAdmissionPolicyBinding/dualstack-webhook-audit",
+        ]
+    );
+}
+
+#[test]
+fn create_defaults_are_the_engines_per_state_cut_to_the_cluster() {
+    let p = policy("defaults: {ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv6, IPv4]}\n");
+    // state key: policy|families|cluster IPs|headless without selector → [policy, families]
+    let cases: [(Option<&str>, &[(&str, Option<&str>)]); 3] = [
+        (
+            Some(DUAL),
+            &[
+                ("|||", Some("['RequireDualStack', 'IPv6,IPv4']")),
+                ("SingleStack|||", Some("['', 'IPv6']")),
+                // Pinned IPs decide the families (R3.10).
+                ("||IPv4|", Some("['RequireDualStack', '']")),
+                ("|IPv4||", Some("['RequireDualStack', '']")),
+                ("PreferDualStack|IPv4||", None),
+            ],
+        ),
+        (
+            // R3.13: RequireDualStack is refused on a single-stack cluster, R3.14: only IPv4.
+            Some("10.96.0.0/16"),
+            &[
+                ("|||", Some("['PreferDualStack', 'IPv4']")),
+                ("||None|h", Some("['RequireDualStack', 'IPv6,IPv4']")),
+            ],
+        ),
+        (
+            // Unknown ranges: no families, except where the API server never checks them (R3.12).
+            None,
+            &[
+                ("|||", Some("['PreferDualStack', '']")),
+                ("||None|h", Some("['RequireDualStack', 'IPv6,IPv4']")),
+            ],
+        ),
+    ];
+    for (ranges, states) in cases {
+        let ranges = ranges.map(cidrs);
+        let fills = states::fills(&p.defaults, ranges.as_ref());
+        for (key, want) in states {
+            assert_eq!(
+                fills.get(*key).map(String::as_str),
+                *want,
+                "{ranges:?} {key}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_first_matching_rule_with_defaults_picks_the_table() {
+    let p = policy(
+        "defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\n\
+         rules:\n\
+         - {name: none, match: {namespaces: [a]}}\n\
+         - {name: legacy, match: {namespaces: [legacy], types: [NodePort]}, defaults: {ipFamilies: [IPv4]}}\n\
+         - {name: lab, match: {namespaceSelector: {matchLabels: {lab: 'yes'}}}, defaults: {ipFamilyPolicy: SingleStack}}\n",
+    );
+    let e = export(&p, Some(&cidrs(DUAL)));
+    let map = &e.documents[0];
+    assert_eq!(
+        variable(map, "branch"),
+        "(request.namespace == 'legacy' && has(object.spec.type) && object.spec.type == 'NodePort') ? 1 : \
+         (has(namespaceObject.metadata.labels) && 'lab' in namespaceObject.metadata.labels && \
+         namespaceObject.metadata.labels['lab'] == 'yes') ? 2 : 0"
+    );
+    let fills = variable(map, "fills");
+    // Branch 1: the rule's families over the policy's ipFamilyPolicy, field by field.
+    assert!(
+        fills.contains("'|||': ['PreferDualStack', 'IPv4,IPv6']"),
+        "{fills}"
+    );
+    assert!(fills.contains("'|||': ['SingleStack', 'IPv6']"), "{fills}");
+    assert!(e.gaps.is_empty(), "{:?}", e.gaps);
+}
+
+#[test]
+fn denials_carry_the_webhooks_message_with_the_name_from_the_request() {
+    let p = policy(
+        "rules:\n- {name: public, require: {ipFamilyPolicies: [RequireDualStack], dualStack: true}}\n",
+    );
+    let e = export(&p, Some(&cidrs(DUAL)));
+    let deny = &e.documents[0];
+    let table = variable(deny, "rule0IpFamilyPolicy");
+    assert!(
+        table.contains(
+            "'SingleStack|IPv4|': '\" violates the dual-stack policy: rule \"public\": ipFamilyPolicy \
+             is SingleStack, allowed: RequireDualStack; set spec.ipFamilyPolicy: RequireDualStack'"
+        ),
+        "{table}"
+    );
+    let validation = &deny["spec"]["validations"][0];
+    assert_eq!(
+        validation["expression"],
+        "!(variables.rule0 && variables.newKey in variables.rule0IpFamilyPolicy && \
+         !(variables.oldIPs && variables.oldKey in variables.rule0IpFamilyPolicy))"
+    );
+    assert_eq!(
+        validation["messageExpression"],
+        "'Service \"' + variables.name + variables.rule0IpFamilyPolicy[variables.newKey]"
+    );
+}
+
+#[test]
+fn a_rule_reads_the_new_or_the_stored_service_and_its_exclude() {
+    let p = policy(
+        "rules:\n- name: web\n  match: {objectSelector: {matchLabels: {app: web}}}\n  \
+         exclude: {namespaces: ['kube-*']}\n  require: {dualStack: true}\n",
+    );
+    let e = export(&p, Some(&cidrs(DUAL)));
+    assert_eq!(
+        variable(&e.documents[0], "rule0"),
+        "variables.newIPs && ((has(object.metadata.labels) && 'app' in object.metadata.labels && \
+         object.metadata.labels['app'] == 'web' && !(request.namespace.matches('^kube-.*$'))) || \
+         (variables.oldIPs && has(oldObject.metadata.labels) && 'app' in oldObject.metadata.labels && \
+         oldObject.metadata.labels['app'] == 'web' && !(request.namespace.matches('^kube-.*$'))))"
+    );
+}
+
+#[test]
+fn exempt_namespaces_are_a_match_condition_of_every_policy() {
+    let p = policy(
+        "exemptNamespaces: [kube-*]\ndefaults: {ipFamilyPolicy: PreferDualStack}\n\
+         rules:\n- {name: r, require: {dualStack: true}}\n",
+    );
+    let e = export(&p, Some(&cidrs(DUAL)));
+    for doc in e
+        .documents
+        .iter()
+        .filter(|d| !d["kind"].as_str().unwrap().ends_with("Binding"))
+    {
+        assert_eq!(
+            doc["spec"]["matchConditions"],
+            json!([{"name": "not-exempt", "expression": "!(request.namespace.matches('^kube-.*$'))"}])
+        );
+    }
+}
+
+#[test]
+fn what_admission_policies_cannot_do_is_named_per_rule() {
+    let p = policy(
+        "defaults: {ipFamilies: [IPv6, IPv4]}\nrestoreDroppedFields: true\nrules:\n\
+         - {name: up, upgradeExisting: true}\n\
+         - {name: v6, require: {primaryFamily: IPv6}}\n\
+         - {name: single, require: {dualStack: false}}\n",
+    );
+    let lines = |ranges: Option<&str>| -> Vec<String> {
+        let ranges = ranges.map(cidrs);
+        export(&p, ranges.as_ref())
+            .gaps
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        lines(None),
+        [
+            format!("policy: {UNKNOWN_RANGES_DEFAULTS}"),
+            format!("rule \"v6\": {UNKNOWN_RANGES_RULE}"),
+            format!("policy: {TYPE_CHANGE_WARNING}"),
+            format!("rule \"up\": {UPGRADE_EXISTING}"),
+        ]
+    );
+    assert_eq!(
+        lines(Some(DUAL)),
+        [
+            format!("policy: {TYPE_CHANGE_WARNING}"),
+            format!("rule \"up\": {UPGRADE_EXISTING}"),
+        ]
+    );
+    // A single-stack cluster: no type change can add a family, so there is nothing to warn of.
+    assert_eq!(
+        lines(Some("10.96.0.0/16")),
+        [format!("rule \"up\": {UPGRADE_EXISTING}")]
+    );
+}
+
+#[test]
+fn restore_reads_the_stored_fields_where_the_request_dropped_them() {
+    let p = policy("restoreDroppedFields: true\n");
+    let e = export(&p, Some(&cidrs("10.96.0.0/16")));
+    assert_eq!(
+        objects(&e),
+        [
+            "MutatingAdmissionPolicy/dualstack-webhook-defaults",
+            "MutatingAdmissionPolicyBinding/dualstack-webhook-defaults",
+        ]
+    );
+    let families = variable(&e.documents[0], "restoreFamilies");
+    // On a single-stack cluster only the families it has are restored (R3.14), or any for a
+    // headless Service without selector (R3.12).
+    assert!(
+        families.ends_with("oldObject.spec.ipFamilies.all(f, f == 'IPv4'))"),
+        "{families}"
+    );
+    assert!(e.gaps.is_empty());
+}
