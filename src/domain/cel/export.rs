@@ -364,6 +364,8 @@ fn validating(policy: &Policy, findings: &[states::Findings], action: Action) ->
                 validations.push(json!({
                     "expression": format!("!(variables.{scope} && variables.newKey in variables.{map}{old_too})"),
                     "messageExpression": message(action, &found.before_name, &text),
+                    // The webhook's denials are 403 Forbidden; a policy's default would be 422.
+                    "reason": "Forbidden",
                 }));
                 used = true;
             }
