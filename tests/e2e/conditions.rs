@@ -1141,6 +1141,20 @@ pub(crate) fn watching_webhook(name: &str, policy: &Path) -> Webhook {
     )
 }
 
+/// Waits until a SingleStack Service is refused in `ns` (a dry run): the validation is in place.
+pub(crate) async fn wait_denying(client: &Client, ns: &str) {
+    let deny = support::namespace(client, ns).await;
+    support::eventually(&format!("a denial in {ns}"), || async {
+        let probe = support::service("probe", json!({"ipFamilyPolicy": "SingleStack"}));
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        deny.create(&dry, &probe).await.is_err().then_some(())
+    })
+    .await;
+}
+
 /// The corpus in both arms; equal answers, fewer calls with the conditions.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
@@ -1162,16 +1176,7 @@ async fn same_answers_with_and_without_conditions() {
             "PreferDualStack",
         )
         .await;
-        let deny = support::namespace(&client, &format!("e2e-iso-{}-deny", arm.tag)).await;
-        support::eventually("/validate called", || async {
-            let probe = support::service("probe", json!({"ipFamilyPolicy": "SingleStack"}));
-            let dry = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            deny.create(&dry, &probe).await.is_err().then_some(())
-        })
-        .await;
+        wait_denying(&client, &format!("e2e-iso-{}-deny", arm.tag)).await;
     }
 
     let mut runs = Vec::new();

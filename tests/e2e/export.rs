@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube::Client;
-use kube::api::PostParams;
 use serde_json::{Value, json};
 
 use crate::conditions::{self, Arm, Case, Pool, Run, WITHOUT};
@@ -103,16 +102,7 @@ fn kubectl(verb: &str, docs: &[Value]) {
 async fn wait_active(client: &Client) {
     let ns = |name: &str| format!("e2e-iso-{}-{name}", EXPORTED.tag);
     support::wait_mutating(client, &ns("defaults"), "PreferDualStack").await;
-    let deny = support::namespace(client, &ns("deny")).await;
-    support::eventually("the exported validating policy denies", || async {
-        let probe = support::service("probe", json!({"ipFamilyPolicy": "SingleStack"}));
-        let dry = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
-        deny.create(&dry, &probe).await.is_err().then_some(())
-    })
-    .await;
+    conditions::wait_denying(client, &ns("deny")).await;
     let warn = ns("warn");
     support::eventually("the exported validating policy warns", || async {
         let probe = support::service("probe", json!({"ipFamilies": ["IPv4"]}));

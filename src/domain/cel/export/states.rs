@@ -96,6 +96,16 @@ impl State {
     }
 }
 
+/// The CREATE of `service` in namespace `a` (the scope is the expressions', not the engine's).
+fn create(service: &Service) -> Request<'_> {
+    Request {
+        operation: Operation::Create,
+        namespace: "a",
+        object: Some(service),
+        old_object: None,
+    }
+}
+
 /// An address of `family` inside the cluster's range (where it has one), else `fallback`.
 fn ip_of(family: IpFamily, cidrs: Option<&ServiceCidrs>, fallback: &str) -> String {
     cidrs
@@ -153,12 +163,7 @@ pub(super) fn fills(defaults: &Defaults, cidrs: Option<&ServiceCidrs>) -> BTreeM
     let mut out = BTreeMap::new();
     for state in State::all() {
         let service = state.service(cidrs);
-        let request = Request {
-            operation: Operation::Create,
-            namespace: "a",
-            object: Some(&service),
-            old_object: None,
-        };
+        let request = create(&service);
         let m = engine::mutate(&policy, &cluster, &request).mutation;
         if m.is_empty() {
             continue;
@@ -231,12 +236,7 @@ pub(super) fn findings(rule: &Rule, cidrs: Option<&ServiceCidrs>) -> Findings {
     };
     for state in State::all() {
         let service = state.service(cidrs);
-        let request = Request {
-            operation: Operation::Create,
-            namespace: "a",
-            object: Some(&service),
-            old_object: None,
-        };
+        let request = create(&service);
         for finding in engine::validate(&policy, &cluster, &request).findings {
             let k = kind(&finding.violation);
             let denial = Denial(vec![finding.clone()]);
