@@ -119,10 +119,9 @@ async fn wait_active(client: &Client) {
 /// The rules a text names (`rule "x"`), each marked when grandfathered; other warnings whole.
 fn rules_named(texts: &[String], ignored: &[&str]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for text in texts
-        .iter()
-        .filter(|t| !ignored.iter().any(|i| t.contains(i)))
-    {
+    // A `Warning` header quotes its text: `299 - "Service \"ns/x\": rule \"r\": …"`.
+    let texts = texts.iter().map(|t| t.replace("\\\"", "\""));
+    for text in texts.filter(|t| !ignored.iter().any(|i| t.contains(i))) {
         let mut found = false;
         for (at, _) in text.match_indices("rule \"") {
             let rest = &text[at + 6..];
@@ -135,7 +134,7 @@ fn rules_named(texts: &[String], ignored: &[&str]) -> BTreeSet<String> {
             found = true;
         }
         if !found {
-            out.insert(text.clone());
+            out.insert(text);
         }
     }
     out
