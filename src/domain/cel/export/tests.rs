@@ -304,3 +304,264 @@ fn restore_reads_the_stored_fields_where_the_request_dropped_them() {
     );
     assert!(e.gaps.is_empty());
 }
+
+// === the validating policies evaluated, against the engine ===
+
+mod evaluated {
+    //! The exported ValidatingAdmissionPolicies evaluated with a CEL interpreter on generated
+    //! policies and stored Services (as kube-apiserver evaluates them: match conditions, then the
+    //! variables, then each validation), compared with `engine::validate`: the same denials,
+    //! warnings and audit findings, word for word.
+
+    use std::collections::{BTreeSet, HashMap};
+
+    use ::cel::extractors::This;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use serde_json::Value;
+
+    use super::super::*;
+    use crate::cluster::{Cluster, NAMESPACE_NAME_LABEL};
+    use crate::domain::engine::{self, Denial, DenialMessage, Operation, Request};
+    use crate::domain::service::Service;
+    use crate::testing::{cidrs, labels};
+
+    /// `list.join(sep)` of Kubernetes' CEL strings library, which the interpreter lacks.
+    fn join(This(list): This<::cel::Value>, sep: std::sync::Arc<String>) -> String {
+        let ::cel::Value::List(items) = list else {
+            return String::new();
+        };
+        let parts: Vec<String> = items
+            .iter()
+            .map(|v| match v {
+                ::cel::Value::String(s) => s.as_str().to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        parts.join(sep.as_str())
+    }
+
+    fn run(
+        text: &str,
+        inputs: &[(&str, &Value)],
+        vars: &HashMap<String, ::cel::Value>,
+    ) -> ::cel::Value {
+        let program = ::cel::Program::compile(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let mut context = ::cel::Context::default();
+        context.add_function("join", join).unwrap();
+        for (name, value) in inputs {
+            context.add_variable(*name, (*value).clone()).unwrap();
+        }
+        context.add_variable_from_value("variables", vars.clone());
+        program
+            .execute(&context)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    }
+
+    /// The messages of the validations of `doc` that fail on this request.
+    fn failures(doc: &Value, inputs: &[(&str, &Value)]) -> BTreeSet<String> {
+        let spec = &doc["spec"];
+        let mut vars = HashMap::new();
+        let conditions = spec["matchConditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for c in conditions {
+            if run(c["expression"].as_str().unwrap(), inputs, &vars) != ::cel::Value::Bool(true) {
+                return BTreeSet::new();
+            }
+        }
+        for v in spec["variables"].as_array().unwrap() {
+            let value = run(v["expression"].as_str().unwrap(), inputs, &vars);
+            vars.insert(v["name"].as_str().unwrap().to_owned(), value);
+        }
+        let mut out = BTreeSet::new();
+        for v in spec["validations"].as_array().unwrap() {
+            if run(v["expression"].as_str().unwrap(), inputs, &vars) == ::cel::Value::Bool(false) {
+                match run(v["messageExpression"].as_str().unwrap(), inputs, &vars) {
+                    ::cel::Value::String(s) => out.insert(s.as_str().to_owned()),
+                    other => panic!("message {other:?}"),
+                };
+            }
+        }
+        out
+    }
+
+    fn rule() -> impl Strategy<Value = Value> {
+        let globs = prop::option::of(select(vec![json!(["a"]), json!(["b-*"]), json!(["*"])]));
+        let ns_selector = prop::option::of(Just(json!({"matchLabels": {"tier": "web"}})));
+        let obj_selector = prop::option::of(select(vec![
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+        ]));
+        let types = prop::option::of(select(vec![
+            json!(["ClusterIP"]),
+            json!(["LoadBalancer", "NodePort"]),
+        ]));
+        let exclude = prop::option::of(Just(json!({"namespaces": ["b-2"]})));
+        let policies = prop::option::of(select(vec![
+            json!(["SingleStack"]),
+            json!(["PreferDualStack", "RequireDualStack"]),
+            json!(["RequireDualStack"]),
+        ]));
+        let primary = prop::option::of(select(vec!["IPv4", "IPv6"]));
+        let dual = prop::option::of(any::<bool>());
+        let action = select(vec!["Deny", "Warn", "Audit"]);
+        (
+            globs,
+            ns_selector,
+            obj_selector,
+            types,
+            exclude,
+            (policies, primary, dual, action),
+        )
+            .prop_map(
+                |(
+                    namespaces,
+                    namespace_selector,
+                    object_selector,
+                    types,
+                    exclude,
+                    (p, f, d, action),
+                )| {
+                    let mut m = json!({});
+                    for (k, v) in [
+                        ("namespaces", namespaces),
+                        ("namespaceSelector", namespace_selector),
+                        ("objectSelector", object_selector),
+                        ("types", types),
+                    ] {
+                        if let Some(v) = v {
+                            m[k] = v;
+                        }
+                    }
+                    let mut require = json!({});
+                    if let Some(p) = p {
+                        require["ipFamilyPolicies"] = p;
+                    }
+                    if let Some(f) = f {
+                        require["primaryFamily"] = json!(f);
+                    }
+                    if let Some(d) = d {
+                        require["dualStack"] = json!(d);
+                    }
+                    let mut r =
+                        json!({"name": "", "match": m, "require": require, "action": action});
+                    if let Some(e) = exclude {
+                        r["exclude"] = e;
+                    }
+                    r
+                },
+            )
+    }
+
+    fn service() -> impl Strategy<Value = Value> {
+        let type_ = select(vec![
+            "",
+            "ClusterIP",
+            "NodePort",
+            "LoadBalancer",
+            "ExternalName",
+        ]);
+        let policy = select(vec![
+            "",
+            "SingleStack",
+            "PreferDualStack",
+            "RequireDualStack",
+        ]);
+        let families = select(vec![
+            json!([]),
+            json!(["IPv4"]),
+            json!(["IPv6"]),
+            json!(["IPv4", "IPv6"]),
+            json!(["IPv6", "IPv4"]),
+        ]);
+        let ips = select(vec![
+            json!(["10.96.0.5"]),
+            json!(["fd00:10:96::5", "10.96.0.5"]),
+            json!(["None"]),
+        ]);
+        (type_, policy, families, ips, any::<bool>(), any::<bool>()).prop_map(
+            |(t, p, f, ips, selector, web)| {
+                let mut spec = json!({"ipFamilies": f, "clusterIP": ips[0], "clusterIPs": ips});
+                if !t.is_empty() {
+                    spec["type"] = json!(t);
+                }
+                if !p.is_empty() {
+                    spec["ipFamilyPolicy"] = json!(p);
+                }
+                if selector {
+                    spec["selector"] = json!({"app": "web"});
+                }
+                let labels = if web {
+                    json!({"app": "web"})
+                } else {
+                    json!({"app": "db"})
+                };
+                json!({"metadata": {"name": "svc", "labels": labels}, "spec": spec})
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(192))]
+
+        #[test]
+        fn exported_validations_find_what_the_engine_finds(
+            rules in prop::collection::vec(rule(), 1..3),
+            enforcement in select(vec!["Deny", "Warn", "Audit"]),
+            ranges in select(vec![Some(super::DUAL), Some("10.96.0.0/16"), None]),
+            namespace in select(vec!["a", "b-1", "b-2", "kube-system"]),
+            web_tier in any::<bool>(),
+            object in service(),
+            old in prop::option::of(service()),
+        ) {
+            let mut rules = rules;
+            for (i, r) in rules.iter_mut().enumerate() {
+                r["name"] = json!(format!("r{i}"));
+            }
+            let policy: Policy = serde_json::from_value(json!({
+                "exemptNamespaces": ["kube-*"], "enforcement": enforcement, "rules": rules,
+            })).unwrap();
+            let ranges = ranges.map(cidrs);
+            let ns_labels = if web_tier {
+                labels(&[(NAMESPACE_NAME_LABEL, namespace), ("tier", "web")])
+            } else {
+                labels(&[(NAMESPACE_NAME_LABEL, namespace)])
+            };
+            let cluster = Cluster {
+                service_cidrs: ranges.clone(),
+                namespaces: [(namespace.to_owned(), ns_labels.clone())].into_iter().collect(),
+            };
+            let svc: Service = serde_json::from_value(object.clone()).unwrap();
+            let old_svc: Option<Service> = old.clone().map(|o| serde_json::from_value(o).unwrap());
+            let operation = if old.is_some() { Operation::Update } else { Operation::Create };
+            let decision = engine::validate(&policy, &cluster, &Request {
+                operation,
+                namespace,
+                object: Some(&svc),
+                old_object: old_svc.as_ref(),
+            });
+            let name = svc.display_name(namespace);
+            let single = |f: &engine::Finding| DenialMessage { name: &name, denial: &Denial(vec![f.clone()]) }.to_string();
+            let engine_denied: BTreeSet<String> = decision.denial.iter().flat_map(|(_, d)| d.0.iter().map(single)).collect();
+            let engine_audited: BTreeSet<String> = decision.findings.iter().filter(|f| f.action == Action::Audit).map(single).collect();
+            let engine_warned: BTreeSet<String> = decision.warnings.iter().cloned().collect();
+
+            let request = json!({"operation": if old.is_some() { "UPDATE" } else { "CREATE" }, "namespace": namespace});
+            let ns_object = json!({"metadata": {"name": namespace, "labels": ns_labels}});
+            let old_value = old.unwrap_or(Value::Null);
+            let inputs = [("request", &request), ("object", &object), ("oldObject", &old_value), ("namespaceObject", &ns_object)];
+            let exported = export(&policy, ranges.as_ref());
+            let by_action = |name: &str| {
+                exported.documents.iter()
+                    .find(|d| d["metadata"]["name"] == format!("{NAME}-{name}") && d["kind"] == "ValidatingAdmissionPolicy")
+                    .map(|d| failures(d, &inputs))
+                    .unwrap_or_default()
+            };
+            prop_assert_eq!(by_action("deny"), engine_denied);
+            prop_assert_eq!(by_action("warn"), engine_warned);
+            prop_assert_eq!(by_action("audit"), engine_audited);
+        }
+    }
+}
