@@ -7,9 +7,12 @@
 //! The scope (exemptions, rule matching, types) is written with the predicates the webhook's match
 //! conditions use ([`super`]), exactly: admission policies have `namespaceObject`, so a namespace
 //! selector reads every label. What the engine decides within the scope is taken from the engine
-//! itself, state by state ([`states`]). Two things are written here directly, as the engine
-//! says them: the update protection (`restoreDroppedFields`) and grandfathering.
+//! itself, state by state ([`states`]). Two things are written directly, as the engine says
+//! them: the update protection ([`restore`]) and grandfathering (here). What cannot be exported
+//! is named per rule ([`gaps`]).
 
+mod gaps;
+mod restore;
 mod states;
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use crate::domain::policy::{Action, Defaults, Policy, Rule};
 use crate::domain::service::ServiceType;
 use crate::registration::configuration::CONTROL_PLANE_NAMESPACE;
 
-use super::conditions::not_exempt;
+use super::conditions::{may_find, may_patch, not_exempt};
 use super::{Cel, Object, matches, quote};
 use states::Key;
 
@@ -92,7 +95,7 @@ pub fn export(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Export {
     }
     Export {
         documents,
-        gaps: gaps(policy, cidrs),
+        gaps: gaps::gaps(policy, cidrs),
     }
 }
 
@@ -125,8 +128,11 @@ fn binding(kind: &str, name: &str, action: Option<&str>) -> Value {
     object(kind, name, spec)
 }
 
-/// What both kinds of policy share: Service CREATE and UPDATE, outside the exempt namespaces.
-fn common_spec(policy: &Policy, variables: Vec<(String, String)>) -> Value {
+/// What both kinds of policy share: Service CREATE and UPDATE, outside the exempt namespaces,
+/// and only where the policy may act: the webhook's own match conditions (`may`, a superset of
+/// the requests the engine acts on, so leaving the others out changes no answer and spares the
+/// API server the variables and tables of every other write).
+fn common_spec(policy: &Policy, may: (&str, Cel), variables: Vec<(String, String)>) -> Value {
     let variables: Vec<Value> = variables
         .into_iter()
         .map(|(name, expression)| json!({"name": name, "expression": expression}))
@@ -139,9 +145,13 @@ fn common_spec(policy: &Policy, variables: Vec<(String, String)>) -> Value {
         }]},
         "variables": variables,
     });
-    let exempt = not_exempt(policy);
-    if exempt != Cel::Const(true) {
-        spec["matchConditions"] = json!([{"name": "not-exempt", "expression": exempt.render()}]);
+    let conditions: Vec<Value> = [("not-exempt", not_exempt(policy)), may]
+        .into_iter()
+        .filter(|(_, c)| *c != Cel::Const(true))
+        .map(|(name, c)| json!({"name": name, "expression": c.render()}))
+        .collect();
+    if !conditions.is_empty() {
+        spec["matchConditions"] = json!(conditions);
     }
     spec
 }
@@ -202,7 +212,7 @@ fn mutating(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Option<Value> {
             Cel::all([update(), old.type_in(&[ServiceType::ExternalName])]),
         ]),
     ]);
-    let (restore_policy, restore_families) = restore(policy, cidrs);
+    let (restore_policy, restore_families) = restore::restore(policy, cidrs);
     let variables = vec![
         ("key".to_owned(), states::key(new, Key::Long)),
         ("branch".to_owned(), branch),
@@ -234,89 +244,11 @@ fn mutating(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Option<Value> {
             "oldObject.spec.ipFamilies.join(',').split(',')"
         ),
     );
-    let mut spec = common_spec(policy, variables);
+    let mut spec = common_spec(policy, ("may-patch", may_patch(policy)), variables);
     spec["reinvocationPolicy"] = json!("Never");
     spec["mutations"] =
         json!([{"patchType": "JSONPatch", "jsonPatch": {"expression": expression}}]);
     Some(spec)
-}
-
-/// When an UPDATE gets its dropped `ipFamilyPolicy` and `ipFamilies` back (mutate::update,
-/// `restoreDroppedFields`): a PUT that omits them is "not matching" for the PreferDualStack
-/// freeze (R3.5). Families are restored only where the cluster has them (R3.14), except for a
-/// headless Service without selector (R3.12), and not across a change of headlessness; an empty
-/// clusterIP on UPDATE is the stored one (R3.3).
-fn restore(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> (Cel, Cel) {
-    if !policy.restore_dropped_fields {
-        return (Cel::Const(false), Cel::Const(false));
-    }
-    let (new, old) = (Object::New, Object::Old);
-    let base = Cel::all([update(), new.type_in(&WITH_IPS), old.type_in(&WITH_IPS)]);
-    let ip_set = |o: Object| {
-        Cel::all([
-            o.has("clusterIP"),
-            Cel::atom(format!("{} != ''", o.spec("clusterIP"))),
-        ])
-    };
-    let headless = |o: Object| {
-        let (ip, ips) = (o.spec("clusterIP"), o.spec("clusterIPs"));
-        Cel::any([
-            Cel::all([o.has("clusterIP"), Cel::atom(format!("{ip} == 'None'"))]),
-            Cel::all([
-                o.has("clusterIPs"),
-                Cel::atom(format!("size({ips}) == 1")),
-                Cel::atom(format!("{ips}[0] == 'None'")),
-            ]),
-        ])
-    };
-    let same_headlessness = Cel::any([
-        Cel::atom(format!(
-            "({}) == ({})",
-            headless(new).render(),
-            headless(old).render()
-        )),
-        ip_set(new).not(),
-    ]);
-    let old_families = old.spec("ipFamilies");
-    let old_families_valid = Cel::all([
-        old.family_count_over(0),
-        Cel::atom(format!("{old_families}.all(f, f == 'IPv4' || f == 'IPv6')")),
-    ]);
-    let in_cluster = match cidrs {
-        None => Cel::Const(true),
-        Some(c) if c.is_dual() => Cel::Const(true),
-        Some(c) => {
-            let only = quote(c.primary().as_str());
-            let headless_after = format!(
-                "(({}) ? {} : {old_ip}) == 'None'",
-                ip_set(new).render(),
-                new.spec("clusterIP"),
-                old_ip = format_args!("(has({ip}) ? {ip} : '')", ip = old.spec("clusterIP")),
-            );
-            let selectorless = Cel::any([
-                new.has("selector").not(),
-                Cel::atom(format!("size({}) == 0", new.spec("selector"))),
-            ]);
-            Cel::any([
-                Cel::all([Cel::atom(headless_after), selectorless]),
-                Cel::atom(format!("{old_families}.all(f, f == {only})")),
-            ])
-        }
-    };
-    let families = Cel::all([
-        base.clone(),
-        new.families_unset(),
-        same_headlessness,
-        old_families_valid,
-        in_cluster,
-    ]);
-    let policies = [
-        crate::domain::service::IpFamilyPolicy::SingleStack,
-        crate::domain::service::IpFamilyPolicy::PreferDualStack,
-        crate::domain::service::IpFamilyPolicy::RequireDualStack,
-    ];
-    let policy_ = Cel::all([base, new.policy_unset(), old.policy_in(&policies)]);
-    (policy_, families)
 }
 
 // === the validating policies ===
@@ -382,7 +314,7 @@ fn validating(policy: &Policy, findings: &[states::Findings], action: Action) ->
     if validations.is_empty() {
         return None;
     }
-    let mut spec = common_spec(policy, variables);
+    let mut spec = common_spec(policy, ("may-find", may_find(policy)), variables);
     spec["validations"] = json!(validations);
     Some(spec)
 }
@@ -447,62 +379,6 @@ fn display_name() -> String {
          has({generate}) && {generate} != '' ? {generate} + '*' : '')"
     )
 }
-
-// === gaps ===
-
-/// What the webhook does with this policy that the exported policies cannot.
-fn gaps(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Vec<Gap> {
-    let mut out = Vec::new();
-    let gap = |rule: Option<&Rule>, what: &str| Gap {
-        rule: rule.map(|r| r.name.clone()),
-        what: what.to_owned(),
-    };
-    if cidrs.is_none() {
-        if depends_on_cluster(&policy.defaults, None) {
-            out.push(gap(None, UNKNOWN_RANGES_DEFAULTS));
-        }
-        for rule in &policy.rules {
-            let defaults = rule.defaults.clone().unwrap_or_default();
-            if depends_on_cluster(&defaults, Some(rule)) {
-                out.push(gap(Some(rule), UNKNOWN_RANGES_RULE));
-            }
-        }
-    }
-    if policy.restore_dropped_fields && cidrs.is_none_or(ServiceCidrs::is_dual) {
-        out.push(gap(None, TYPE_CHANGE_WARNING));
-    }
-    for rule in policy.rules.iter().filter(|r| r.upgrade_existing) {
-        out.push(gap(Some(rule), UPGRADE_EXISTING));
-    }
-    out
-}
-
-/// Whether these defaults (and `rule`'s requirements) read the cluster's ranges.
-fn depends_on_cluster(defaults: &Defaults, rule: Option<&Rule>) -> bool {
-    use crate::domain::service::IpFamilyPolicy::RequireDualStack;
-    let require = rule.map(|r| &r.require);
-    defaults.ip_families.is_some()
-        || defaults.ip_family_policy == Some(RequireDualStack)
-        || require.is_some_and(|r| {
-            r.primary_family.is_some()
-                || r.dual_stack == Some(true)
-                || r.ip_family_policies
-                    .as_ref()
-                    .is_some_and(|p| p.contains(&RequireDualStack))
-        })
-}
-
-const UNKNOWN_RANGES_DEFAULTS: &str = "the cluster's service ranges are not given \
-     (--service-cidrs): defaults.ipFamilies is not set and RequireDualStack becomes \
-     PreferDualStack, as the webhook does only when it does not watch the ranges";
-const UNKNOWN_RANGES_RULE: &str = "the cluster's service ranges are not given \
-     (--service-cidrs): its defaults and requirements act as on a cluster of unknown ranges, as \
-     the webhook does only when it does not watch them";
-const TYPE_CHANGE_WARNING: &str = "restoreDroppedFields: no warning when a type change lets the \
-     API server add a family to a PreferDualStack Service (a mutating admission policy cannot \
-     warn, and once allocated the change looks like the client's own)";
-const UPGRADE_EXISTING: &str = "upgradeExisting is not exported: adding the secondary family on \
-     UPDATE, with its warning, is the webhook's alone";
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 
+use super::gaps::{
+    TYPE_CHANGE_WARNING, UNKNOWN_RANGES_DEFAULTS, UNKNOWN_RANGES_RULE, UPGRADE_EXISTING,
+};
 use super::*;
 use crate::testing::cidrs;
 
@@ -227,22 +230,25 @@ fn a_rule_reads_the_new_or_the_stored_service_and_its_exclude() {
 }
 
 #[test]
-fn exempt_namespaces_are_a_match_condition_of_every_policy() {
+fn exempt_namespaces_and_the_webhooks_conditions_are_match_conditions_of_every_policy() {
     let p = policy(
         "exemptNamespaces: [kube-*]\ndefaults: {ipFamilyPolicy: PreferDualStack}\n\
          rules:\n- {name: r, require: {dualStack: true}}\n",
     );
     let e = export(&p, Some(&cidrs(DUAL)));
-    for doc in e
-        .documents
-        .iter()
-        .filter(|d| !d["kind"].as_str().unwrap().ends_with("Binding"))
-    {
-        assert_eq!(
-            doc["spec"]["matchConditions"],
-            json!([{"name": "not-exempt", "expression": "!(request.namespace.matches('^kube-.*$'))"}])
-        );
-    }
+    let not_exempt =
+        json!({"name": "not-exempt", "expression": "!(request.namespace.matches('^kube-.*$'))"});
+    // The webhook's own conditions: where they skip a write, the engine does nothing with it.
+    let mutating = json!({"name": "may-patch", "expression": crate::domain::cel::conditions::may_patch(&p).render()});
+    let validating = json!({"name": "may-find", "expression": crate::domain::cel::conditions::may_find(&p).render()});
+    assert_eq!(
+        e.documents[0]["spec"]["matchConditions"],
+        json!([not_exempt, mutating])
+    );
+    assert_eq!(
+        e.documents[2]["spec"]["matchConditions"],
+        json!([not_exempt, validating])
+    );
 }
 
 #[test]
