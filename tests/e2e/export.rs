@@ -161,7 +161,8 @@ fn differences(case: &Case, webhook: &Run, export: &Run, subject: &Subject) -> V
         differ(at("warnings"), warned(a), warned(b));
         if a.status == 403 || b.status == 403 {
             // A policy reports its first failed validation; the webhook every denied rule.
-            let [denied_a, denied_b] = [a, b].map(|r| rules_named(&[r.message.clone()], &[]));
+            let [denied_a, denied_b] =
+                [a, b].map(|r| rules_named(std::slice::from_ref(&r.message), &[]));
             let named = denied_b.iter().next().is_some_and(|r| denied_a.contains(r));
             differ(
                 at("rule denied"),

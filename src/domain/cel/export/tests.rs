@@ -117,7 +117,8 @@ fn enforcement_moves_rules_to_the_milder_action() {
 fn create_defaults_are_the_engines_per_state_cut_to_the_cluster() {
     let p = policy("defaults: {ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv6, IPv4]}\n");
     // state key: policy|families|cluster IPs|headless without selector → [policy, families]
-    let cases: [(Option<&str>, &[(&str, Option<&str>)]); 3] = [
+    type Table<'a> = &'a [(&'a str, Option<&'a str>)];
+    let cases: [(Option<&str>, Table<'_>); 3] = [
         (
             Some(DUAL),
             &[
