@@ -68,7 +68,7 @@ impl fmt::Display for Gap {
 }
 
 /// The policy as admission policies, for a cluster of these service ranges (`None`: as the
-/// webhook does without them, which sets and judges nothing that depends on them).
+/// webhook decides without them: no families defaulted, every requirement judged).
 pub fn export(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Export {
     let mut documents = Vec::new();
     if let Some(spec) = mutating(policy, cidrs) {
@@ -85,12 +85,8 @@ pub fn export(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Export {
         if let Some(spec) = validating(policy, &findings, action) {
             let name = format!("{NAME}-{}", action_name(action).to_lowercase());
             documents.push(object("ValidatingAdmissionPolicy", &name, spec));
-            let binding_name = Some(action_name(action));
-            documents.push(binding(
-                "ValidatingAdmissionPolicyBinding",
-                &name,
-                binding_name,
-            ));
+            let actions = Some(action_name(action));
+            documents.push(binding("ValidatingAdmissionPolicyBinding", &name, actions));
         }
     }
     Export {
