@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod export;
 pub mod lint;
 pub mod policy_test;
 pub mod report;
@@ -36,6 +37,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Lint(args) => lint::run(args),
         Command::Test(args) => policy_test::run(args),
         Command::WebhookConfigurations(args) => webhook_configurations::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => code,

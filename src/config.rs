@@ -37,6 +37,9 @@ pub enum Command {
     Test(TestArgs),
     /// Print the admission configurations `serve --register-webhooks` registers (YAML).
     WebhookConfigurations(WebhookConfigurationsArgs),
+    /// Print the policy as MutatingAdmissionPolicy and ValidatingAdmissionPolicy objects with
+    /// their bindings (YAML), which kube-apiserver runs in-process, without the webhook.
+    Export(ExportArgs),
 }
 
 /// `serve`.
@@ -140,6 +143,22 @@ pub struct WebhookConfigurationsArgs {
     /// may act). Without it, every Service write is sent to both.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The cluster's service ranges: the defaults and requirements that depend on them are
+    /// exported for this cluster (without them, as the webhook acts when it does not know them).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print the export even where it cannot do all the webhook does (each gap is still named on
+    /// stderr); without it such a policy prints nothing and exits 1.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// `--failure-policy`.

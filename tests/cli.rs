@@ -514,3 +514,127 @@ fn registering_without_a_namespace_says_what_to_set() {
         "--namespace (or POD_NAMESPACE) is needed: the namespace the webhook and its Service run in",
     );
 }
+
+const SHIPPED_POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/policy.yaml");
+/// `export` of the shipped policy, for the e2e harness's ranges.
+const EXPORTED_EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/admission-policies/policy.yaml"
+);
+const EXAMPLE_RANGES: &str = "10.96.0.0/16,fd00:10:96::/112";
+
+#[test]
+fn export_without_gaps_prints_the_policies_and_exits_0() {
+    let (_dir, policy) = policy_file(&format!(
+        "{HEADER}defaults: {{ipFamilyPolicy: PreferDualStack}}\n\
+         rules:\n  - {{name: v6, require: {{primaryFamily: IPv6}}, action: Warn}}\n"
+    ));
+    let out = run(
+        &[
+            "export",
+            "--policy",
+            &policy,
+            "--service-cidrs",
+            EXAMPLE_RANGES,
+        ],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let kinds: Vec<&str> = stdout.lines().filter(|l| l.starts_with("kind: ")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "kind: MutatingAdmissionPolicy",
+            "kind: MutatingAdmissionPolicyBinding",
+            "kind: ValidatingAdmissionPolicy",
+            "kind: ValidatingAdmissionPolicyBinding",
+        ]
+    );
+}
+
+#[test]
+fn export_with_gaps_names_each_and_prints_nothing_unless_partial_is_allowed() {
+    let (_dir, policy) = policy_file(&format!(
+        "{HEADER}rules:\n  - {{name: up, upgradeExisting: true}}\n  \
+         - {{name: v6, require: {{primaryFamily: IPv6}}}}\n"
+    ));
+    let gaps = "dualstack-webhook: export: rule \"up\": upgradeExisting is not exported: adding the \
+                secondary family on UPDATE, with its warning, is the webhook's alone\n";
+    let unknown = "dualstack-webhook: export: rule \"v6\": the cluster's service ranges are not \
+                   given (--service-cidrs): its defaults and requirements act as on a cluster of \
+                   unknown ranges, as the webhook does only when it does not watch them\n";
+    let refused = "dualstack-webhook: export: not printed: the admission policies would do less \
+                   than the webhook (--allow-partial prints them anyway)\n";
+
+    let out = run(&["export", "--policy", &policy], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{unknown}{gaps}{refused}")
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+
+    let args = [
+        "export",
+        "--policy",
+        &policy,
+        "--service-cidrs",
+        EXAMPLE_RANGES,
+    ];
+    let out = run(&[&args[..], &["--allow-partial"]].concat(), b"");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), gaps);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: ValidatingAdmissionPolicy\n"));
+}
+
+#[test]
+fn export_names_a_missing_policy_file_with_its_flag() {
+    let out = run(&["export", "--policy", "/nonexistent.yaml"], b"");
+    assert_fails_with(
+        &out,
+        "cannot read policy file /nonexistent.yaml (--policy): No such file or directory (os error 2)",
+    );
+}
+
+/// The committed example is `export` of the shipped policy, its gaps in the header: regenerate it
+/// with `BLESS=1 cargo test --test cli export_of_the_shipped_policy`.
+#[test]
+fn export_of_the_shipped_policy_is_the_committed_example() {
+    let out = run(
+        &[
+            "export",
+            "--policy",
+            SHIPPED_POLICY,
+            "--service-cidrs",
+            EXAMPLE_RANGES,
+            "--allow-partial",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let mut want = format!(
+        "# `dualstack-webhook export --policy manifests/policy.yaml --service-cidrs {EXAMPLE_RANGES} \
+         --allow-partial`:\n# manifests/policy.yaml as in-process admission policies (Kubernetes \
+         1.36+), for a cluster of these\n# service ranges. Kept current by tests/cli.rs. What they \
+         do not do as the webhook does:\n"
+    );
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        want.push_str(&format!(
+            "#   {}\n",
+            line.trim_start_matches("dualstack-webhook: export: ")
+        ));
+    }
+    want.push_str(&String::from_utf8_lossy(&out.stdout));
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(EXPORTED_EXAMPLE).parent().unwrap()).unwrap();
+        std::fs::write(EXPORTED_EXAMPLE, &want).unwrap();
+    }
+    let committed = std::fs::read_to_string(EXPORTED_EXAMPLE).unwrap_or_default();
+    assert!(
+        committed == want,
+        "{EXPORTED_EXAMPLE} is not the export of manifests/policy.yaml: regenerate it with \
+         BLESS=1 cargo test --test cli export_of_the_shipped_policy"
+    );
+}

@@ -7,6 +7,7 @@
 //! `&&` and `||` in CEL absorb an error on the side that does not decide the result.
 
 pub mod conditions;
+pub mod export;
 
 use std::ops::Not as _;
 
@@ -250,33 +251,44 @@ impl Object {
 
     /// The Service's labels satisfy `selector` (Kubernetes semantics).
     pub fn labels_match(self, selector: &LabelSelector) -> Cel {
-        let labels = format!("{}.metadata.labels", self.var());
-        let has_labels = Cel::atom(format!("has({labels})"));
-        let present = |key: &str| {
-            Cel::all([
-                has_labels.clone(),
-                Cel::atom(format!("{} in {labels}", quote(key))),
-            ])
-        };
-        let value_in = |key: &str, values: &[String]| {
-            let value = format!("{labels}[{}]", quote(key));
-            Cel::all([
-                present(key),
-                one_of(&value, values.iter().map(String::as_str)),
-            ])
-        };
-        let pairs = selector
-            .match_labels
-            .iter()
-            .map(|(k, v)| value_in(k, std::slice::from_ref(v)));
-        let expressions = selector.match_expressions.iter().map(|e| match e.operator {
-            SelectorOperator::In => value_in(&e.key, &e.values),
-            SelectorOperator::NotIn => value_in(&e.key, &e.values).not(),
-            SelectorOperator::Exists => present(&e.key),
-            SelectorOperator::DoesNotExist => present(&e.key).not(),
-        });
-        Cel::all(pairs.chain(expressions).collect::<Vec<_>>())
+        labels_satisfy(&format!("{}.metadata.labels", self.var()), selector)
     }
+}
+
+/// The labels map `labels` (a CEL expression) satisfies `selector` (Kubernetes semantics).
+fn labels_satisfy(labels: &str, selector: &LabelSelector) -> Cel {
+    let has_labels = Cel::atom(format!("has({labels})"));
+    let present = |key: &str| {
+        Cel::all([
+            has_labels.clone(),
+            Cel::atom(format!("{} in {labels}", quote(key))),
+        ])
+    };
+    let value_in = |key: &str, values: &[String]| {
+        let value = format!("{labels}[{}]", quote(key));
+        Cel::all([
+            present(key),
+            one_of(&value, values.iter().map(String::as_str)),
+        ])
+    };
+    let pairs = selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| value_in(k, std::slice::from_ref(v)));
+    let expressions = selector.match_expressions.iter().map(|e| match e.operator {
+        SelectorOperator::In => value_in(&e.key, &e.values),
+        SelectorOperator::NotIn => value_in(&e.key, &e.values).not(),
+        SelectorOperator::Exists => present(&e.key),
+        SelectorOperator::DoesNotExist => present(&e.key).not(),
+    });
+    Cel::all(pairs.chain(expressions).collect::<Vec<_>>())
+}
+
+/// The namespace's labels satisfy `selector`, read from `namespaceObject`: admission policies
+/// have the namespace object, so every label is exact there (a webhook's match conditions do not
+/// have it: [`may_match`]).
+pub fn namespace_labels_match(selector: &LabelSelector) -> Cel {
+    labels_satisfy("namespaceObject.metadata.labels", selector)
 }
 
 /// The request's namespace matches one of the name globs (`*` any run, `?` one character).
@@ -358,6 +370,24 @@ pub fn may_match(match_: &Match, object: Object) -> Cel {
             .types
             .as_deref()
             .map_or(Cel::Const(true), |t| object.type_in(t)),
+    ])
+}
+
+/// Whether `match_` covers the Service `object` names, exactly: as [`may_match`], with the
+/// namespace selector read from `namespaceObject` (admission policies only).
+pub fn matches(match_: &Match, object: Object) -> Cel {
+    Cel::all([
+        may_match(
+            &Match {
+                namespace_selector: None,
+                ..match_.clone()
+            },
+            object,
+        ),
+        match_
+            .namespace_selector
+            .as_ref()
+            .map_or(Cel::Const(true), namespace_labels_match),
     ])
 }
 

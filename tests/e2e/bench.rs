@@ -1,4 +1,4 @@
-//! `make bench-e2e`: what admission adds to a Service write through kube-apiserver, six ways in one
+//! `make bench-e2e`: what admission adds to a Service write through kube-apiserver, seven ways in one
 //! interleaved run against the same API server. Prints numbers and asserts none of them (a loaded
 //! 2-core machine makes timings a report, not a test); it does assert that each arm did what it
 //! claims (the stored stacks, and the webhook calls counted by the API server and the webhooks).
@@ -11,7 +11,9 @@
 //!   matchConditions: the floor of the webhook mechanism, two calls per write;
 //! - `shipped`: a webhook with `manifests/policy.yaml`, registered with the matchConditions
 //!   `webhook-configurations --policy` generates from it;
-//! - `shipped-unconditioned`: the same webhook registered without them (what shipped before).
+//! - `shipped-unconditioned`: the same webhook registered without them (what shipped before);
+//! - `exported`: `examples/admission-policies/policy.yaml`, the shipped policy as `export` writes
+//!   it (MutatingAdmissionPolicy + ValidatingAdmissionPolicies), in-process, no webhook.
 //!
 //! Operations: Service CREATEs (fields unset unless the arm says otherwise) and label-only UPDATEs
 //! (a JSON merge patch adding one label to a Service the arm just created). Each run writes
@@ -81,15 +83,17 @@ enum Arm {
     DoNothing,
     Shipped,
     ShippedUnconditioned,
+    Exported,
 }
 
-const ARMS: [Arm; 6] = [
+const ARMS: [Arm; 7] = [
     Arm::None,
     Arm::Explicit,
     Arm::Map,
     Arm::DoNothing,
     Arm::Shipped,
     Arm::ShippedUnconditioned,
+    Arm::Exported,
 ];
 
 /// The two webhook processes, as indices into [`Bench::hooks`].
@@ -108,6 +112,7 @@ impl Arm {
             Arm::DoNothing => "do-nothing",
             Arm::Shipped => "shipped",
             Arm::ShippedUnconditioned => "shipped-unconditioned",
+            Arm::Exported => "exported",
         }
     }
 
@@ -123,7 +128,10 @@ impl Arm {
 
     /// Whether admission defaults a create that leaves the fields unset.
     fn defaults(self) -> bool {
-        matches!(self, Arm::Map | Arm::Shipped | Arm::ShippedUnconditioned)
+        matches!(
+            self,
+            Arm::Map | Arm::Shipped | Arm::ShippedUnconditioned | Arm::Exported
+        )
     }
 
     /// The webhook process the arm's configurations send reviews to.
@@ -131,7 +139,7 @@ impl Arm {
         match self {
             Arm::DoNothing => Some(Hook::DoNothing),
             Arm::Shipped | Arm::ShippedUnconditioned => Some(Hook::Shipped),
-            Arm::None | Arm::Explicit | Arm::Map => None,
+            Arm::None | Arm::Explicit | Arm::Map | Arm::Exported => None,
         }
     }
 
@@ -177,7 +185,7 @@ impl Arm {
 /// order (shipped always right after do-nothing, shipped-unconditioned right after shipped), the
 /// shipped creates came out slower than shipped-unconditioned's in two invocations of three,
 /// despite one webhook call fewer.
-fn order(block: usize) -> [Arm; 6] {
+fn order(block: usize) -> [Arm; 7] {
     let mut arms = ARMS;
     arms.rotate_left(block % ARMS.len());
     if block % 2 == 1 {
@@ -319,6 +327,13 @@ impl Bench {
             (
                 Arm::ShippedUnconditioned,
                 configurations(&shipped, "bench-shipped-unconditioned", None),
+            ),
+            (
+                Arm::Exported,
+                support::yaml_documents(
+                    &Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("examples/admission-policies/policy.yaml"),
+                ),
             ),
         ];
         let mut objects = BTreeMap::new();
@@ -748,7 +763,9 @@ impl Run {
                 "{what}: the API server's webhook calls and the webhooks' reviews"
             );
             match arm {
-                Arm::None | Arm::Explicit | Arm::Map => assert_eq!(calls, (0.0, 0.0), "{what}"),
+                Arm::None | Arm::Explicit | Arm::Map | Arm::Exported => {
+                    assert_eq!(calls, (0.0, 0.0), "{what}");
+                }
                 Arm::DoNothing | Arm::ShippedUnconditioned => assert_eq!(calls, (n, n), "{what}"),
                 Arm::Shipped => assert!(calls.0 <= n && calls.1 <= n, "{what}: {calls:?}"),
             }

@@ -28,6 +28,8 @@
 //! - [`conditions`]: the `matchConditions` generated from the policy change the number of calls
 //!   and nothing else (the fixtures and the suite's requests with and without them), and the
 //!   calls per write with the shipped policy.
+//! - [`export`]: `dualstack-webhook export`'s admission policies give the answers the webhook
+//!   gives (the conditions corpus through both, CREATE and UPDATE), gaps aside.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -38,6 +40,7 @@ mod check;
 mod cluster;
 mod conditions;
 mod defaults;
+mod export;
 mod failure;
 mod lifecycle;
 mod manifests;

@@ -163,4 +163,4 @@ fn may_break(require: &Require, object: Object) -> Cel {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -16,19 +16,10 @@ pub(super) fn finish(decision: &mut Decision, object: &Service, namespace: &str)
     let name = object.display_name(namespace);
     let mut denied = Vec::new();
     for finding in &decision.findings {
-        match (finding.grandfathered, finding.action) {
-            (false, Action::Deny) => denied.push(finding.clone()),
-            (false, Action::Warn) => decision.warnings.push(format!(
-                "rule {:?}: {}",
-                finding.rule,
-                finding.violation.short()
-            )),
-            (true, Action::Deny | Action::Warn) => decision.warnings.push(format!(
-                "grandfathered by rule {:?}: {}",
-                finding.rule,
-                finding.violation.short()
-            )),
-            (_, Action::Audit) => {}
+        if let (false, Action::Deny) = (finding.grandfathered, finding.action) {
+            denied.push(finding.clone());
+        } else if let Some(warning) = finding.warning() {
+            decision.warnings.push(warning);
         }
     }
     for w in &mut decision.warnings {
@@ -83,6 +74,19 @@ impl fmt::Display for DenialMessage<'_> {
 }
 
 impl Finding {
+    /// The warning kubectl shows for this finding, before the Service's name: a Warn rule's
+    /// violation, or a grandfathered Deny or Warn; `None` for a denial and for Audit.
+    pub fn warning(&self) -> Option<String> {
+        let short = self.violation.short();
+        match (self.grandfathered, self.action) {
+            (false, Action::Warn) => Some(format!("rule {:?}: {short}", self.rule)),
+            (true, Action::Deny | Action::Warn) => {
+                Some(format!("grandfathered by rule {:?}: {short}", self.rule))
+            }
+            (false, Action::Deny) | (_, Action::Audit) => None,
+        }
+    }
+
     /// `dual(Deny): …`; under a milder enforcement `dual(Deny enforced as Audit): …`, so that an
     /// Audit or Warn rollout shows what enforcing the policy as written would refuse.
     fn audit_line(&self) -> String {

@@ -338,7 +338,11 @@ fn arb_cluster() -> impl Strategy<Value = (ServiceCidrs, Cluster)> {
 
 /// `svc` as the API server stores it on `cidrs` (what `/validate` sees), or `None` where it
 /// refuses the write before validating admission.
-fn stored(svc: &Value, old: Option<&Value>, cidrs: &ServiceCidrs) -> Option<Value> {
+pub(in crate::domain::cel) fn stored(
+    svc: &Value,
+    old: Option<&Value>,
+    cidrs: &ServiceCidrs,
+) -> Option<Value> {
     let spec = |v: &Value| {
         serde_json::from_value::<Service>(v.clone())
             .unwrap()
