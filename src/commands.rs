@@ -6,6 +6,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod lint;
+pub mod migrate;
 pub mod policy_test;
 pub mod report;
 pub mod review;
@@ -36,6 +37,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Lint(args) => lint::run(args),
         Command::Test(args) => policy_test::run(args),
         Command::WebhookConfigurations(args) => webhook_configurations::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -277,6 +277,19 @@ pub fn appliers(entries: &[ManagedFieldsEntry]) -> Vec<String> {
     managers
 }
 
+// === impl Stored ===
+
+impl From<&k8s_openapi::api::core::v1::Service> for Stored {
+    fn from(svc: &k8s_openapi::api::core::v1::Service) -> Self {
+        let meta = &svc.metadata;
+        Self {
+            service: Service::from(svc),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            appliers: appliers(meta.managed_fields.as_deref().unwrap_or_default()),
+        }
+    }
+}
+
 // === impl Stack ===
 
 impl Stack {
