@@ -514,3 +514,70 @@ fn registering_without_a_namespace_says_what_to_set() {
         "--namespace (or POD_NAMESPACE) is needed: the namespace the webhook and its Service run in",
     );
 }
+
+/// `migrate` reads a cluster as `audit` does, and says so in one line when there is none.
+#[test]
+fn migrate_without_a_cluster_says_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--apply"], &["--rollback", "--apply"]] {
+        let out = run_command(
+            Command::new(BIN)
+                .args(["migrate", "--policy", POLICY])
+                .args(extra)
+                .env("KUBECONFIG", "/nonexistent")
+                .env("HOME", home.path())
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .env_remove("KUBERNETES_SERVICE_PORT"),
+            b"",
+        );
+        assert_fails_with(
+            &out,
+            "no cluster to migrate: cannot read kubeconfig /nonexistent: No such file or \
+             directory (os error 2); set KUBECONFIG or run in a pod",
+        );
+    }
+}
+
+/// `migrate`'s argument errors, as clap words them (exit 2, nothing on stdout).
+#[test]
+fn migrate_refuses_bad_arguments() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["migrate", "--policy", POLICY, "--batch", "0"],
+            "error: invalid value '0' for '--batch <BATCH>': 0 is not in 1..=4294967295\n\n\
+             For more information, try '--help'.\n",
+        ),
+        (
+            &["migrate", "--policy", POLICY, "--pause", "5 minutes"],
+            "error: invalid value '5 minutes' for '--pause <PAUSE>': \"5 minutes\" is not a \
+             duration (e.g. 500ms, 30s, 2m)\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            &["migrate", "--policy", POLICY, "--output", "sarif"],
+            "error: invalid value 'sarif' for '--output <OUTPUT>'\n  \
+             [possible values: table, json]\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            &["migrate"],
+            "error: the following required arguments were not provided:\n  \
+             --policy <POLICY>\n\nUsage: dualstack-webhook migrate --policy <POLICY>\n\n\
+             For more information, try '--help'.\n",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = run(args, b"");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message, "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    }
+}
+
+/// A missing policy file is named before any cluster is read.
+#[test]
+fn migrate_names_a_missing_policy_file() {
+    let out = run(&["migrate", "--policy", "/nonexistent.yaml"], b"");
+    assert_fails_with(
+        &out,
+        "cannot read policy file /nonexistent.yaml (--policy): No such file or directory (os error 2)",
+    );
+}
