@@ -28,6 +28,8 @@
 //! - [`conditions`]: the `matchConditions` generated from the policy change the number of calls
 //!   and nothing else (the fixtures and the suite's requests with and without them), and the
 //!   calls per write with the shipped policy.
+//! - [`migrate`]: `dualstack-webhook migrate` converting an IPv4-only cluster restarted dual-stack:
+//!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -41,6 +43,7 @@ mod defaults;
 mod failure;
 mod lifecycle;
 mod manifests;
+mod migrate;
 mod nssel;
 mod pinned;
 mod regressions;
