@@ -352,6 +352,11 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
         "the concurrent writer saw failures ({writes} writes)"
     );
     assert!(writes > 0);
+    let conflicts = stderr.matches("conflict on ").count();
+    eprintln!(
+        "concurrent writer: {writes} label patches, 0 failed; migrate read {conflicts} Services \
+         again after a conflict"
+    );
 
     // 6. Every eligible Service dual-stack, primary IP unchanged; every other one untouched.
     let after = snapshot(&client).await;

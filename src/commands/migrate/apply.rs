@@ -144,6 +144,9 @@ impl Writer<'_> {
                     return Ok(Some((change, stored)));
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
+                    eprintln!(
+                        "conflict on {ns}/{name}: written by someone else meanwhile, read again"
+                    );
                     current = match api.get_opt(&name).await {
                         Ok(Some(svc)) => svc,
                         Ok(None) => return Ok(None),

@@ -384,3 +384,87 @@ fn skip_messages() {
         "migrated already (migrate.dualstack-webhook.io/migrated-from)"
     );
 }
+
+mod properties {
+    //! For random Services stored by a single-stack cluster that then becomes dual-stack: every
+    //! planned change is an update the API server accepts, with the planned families, the primary
+    //! IP unchanged (R2.1); nothing the policy asks for is refused; and the rollback of each is
+    //! accepted and gives the stored family and IP back (R3.8).
+
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    /// (single-stack range, the dual-stack ranges it becomes, same primary).
+    const UPGRADES: [(&str, &str); 2] = [
+        ("10.96.0.0/16", "10.96.0.0/16,fd00:10:96::/112"),
+        ("fd00:10:96::/112", "fd00:10:96::/112,10.96.0.0/16"),
+    ];
+    const IPS: [&str; 4] = ["10.96.0.10", "fd00:10:96::10", "None", ""];
+
+    prop_compose! {
+        fn arb_created()(
+            type_ in select(vec!["ClusterIP", "NodePort", "LoadBalancer"]),
+            ip in select(&IPS[..]),
+            policy in proptest::option::of(select(vec!["SingleStack", "PreferDualStack", "RequireDualStack"])),
+            families in proptest::option::of(select(vec!["IPv4", "IPv6"])),
+            selector in any::<bool>(),
+        ) -> ServiceSpec {
+            let mut s = spec().type_(type_);
+            if !ip.is_empty() { s = s.ip(ip); }
+            if let Some(p) = policy { s = s.policy(p); }
+            if let Some(f) = families { s = s.families(&[f]); }
+            if !selector { s = s.selectorless(); }
+            s
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn planned_changes_are_accepted_and_roll_back(
+            created in arb_created(),
+            (single, dual) in select(&UPGRADES[..]),
+            default in select(vec!["PreferDualStack", "RequireDualStack"]),
+        ) {
+            // What the single-stack cluster stored (requests it refuses are not Services).
+            let Ok(stored_spec) = apiserver_model::create(&created, &cidrs(single)) else {
+                return Ok(());
+            };
+            let policy = policy(&format!("defaults: {{ipFamilyPolicy: {default}}}\n"));
+            let dual_cidrs = cidrs(dual);
+            let cluster = Cluster::with_cidrs(Some(dual_cidrs.clone()));
+            let outcome = plan(&policy, &cluster, &stored("apps", stored_spec.clone()));
+            let change = match outcome {
+                Outcome::Change(c) => c,
+                Outcome::Skip(Skip::AlreadyDualStack) => {
+                    prop_assert_eq!(stored_spec.ip_families.as_ref().map(Vec::len), Some(2));
+                    return Ok(());
+                }
+                Outcome::Skip(other) => {
+                    return Err(TestCaseError::fail(format!("{stored_spec:?}: {other:?}")));
+                }
+            };
+            let migrated = apiserver_model::update(&stored_spec, &change.to.apply(&stored_spec), &dual_cidrs)
+                .map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
+            let want: Vec<String> = change.to.ip_families.iter().map(|f| f.as_str().to_owned()).collect();
+            prop_assert_eq!(migrated.ip_families.as_ref(), Some(&want));
+            prop_assert_eq!(
+                migrated.cluster_ips.as_ref().and_then(|ips| ips.first()),
+                stored_spec.cluster_ips.as_ref().and_then(|ips| ips.first())
+            );
+            // The rollback of what was stored.
+            let mut after = stored("apps", migrated.clone());
+            after.annotations.insert(RECORD_ANNOTATION.into(), change.from.record());
+            let Outcome::Change(back) = rollback(&cluster, &after) else {
+                return Err(TestCaseError::fail("no rollback"));
+            };
+            let restored = apiserver_model::update(&migrated, &back.to.apply(&migrated), &dual_cidrs)
+                .map_err(|e| TestCaseError::fail(format!("rollback refused: {e}")))?;
+            prop_assert_eq!(restored.ip_families, stored_spec.ip_families);
+            prop_assert_eq!(restored.cluster_ips, stored_spec.cluster_ips);
+        }
+    }
+}
