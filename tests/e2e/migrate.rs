@@ -318,13 +318,17 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     assert_eq!(
         stdout,
         format!(
-            "migrated 50 of {changes} Services; stopped after 1 batches (--max-batches): a rerun resumes\n"
+            "migrated 50 of {changes} Services; stopped after 1 batch (--max-batches): a rerun resumes\n"
         )
     );
     assert!(
         stderr.contains(&format!("batch 1: 50 of {changes} migrated\n")),
         "{stderr}"
     );
+    // Kept for the README's runbook (KEEP=1).
+    let keep =
+        |file: &str, text: String| std::fs::write(support::workdir().join(file), text).unwrap();
+    keep("migrate-apply.txt", format!("{stderr}{stdout}"));
 
     // 5. Resumed, while another client relabels every Service of mig-apps.
     let stop = Arc::new(AtomicBool::new(false));
@@ -341,6 +345,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     stop.store(true, Ordering::Relaxed);
     let (writes, failures) = writer.await.unwrap();
     let (stdout, stderr) = ok(&resumed);
+    keep("migrate-resume.txt", format!("{stderr}{stdout}"));
     let rest = changes - 50;
     assert_eq!(
         stdout,
@@ -407,11 +412,12 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
         changes,
         "{summary}"
     );
-    let (stdout, _) = ok(&migrate(
+    let (stdout, stderr) = ok(&migrate(
         &kubeconfig,
         &policy,
         &["--rollback", "--apply", "--batch", "50"],
     ));
+    keep("migrate-rollback.txt", format!("{stderr}{stdout}"));
     assert_eq!(
         stdout,
         format!("rolled back {changes} of {changes} Services\n")

@@ -240,9 +240,10 @@ impl fmt::Display for Done {
             )?;
         }
         if let Some(batches) = self.stopped_after {
+            let plural = if batches == 1 { "batch" } else { "batches" };
             write!(
                 f,
-                "; stopped after {batches} batches (--max-batches): a rerun resumes"
+                "; stopped after {batches} {plural} (--max-batches): a rerun resumes"
             )?;
         }
         Ok(())
