@@ -86,6 +86,8 @@ pub struct Change {
 pub enum Skip {
     /// The namespace is exempt from the policy.
     Exempt,
+    /// `default/kubernetes`: kube-apiserver creates and reconciles its own Service.
+    ApiServer,
     /// ExternalName Services have no dual-stack fields (R1.4).
     ExternalName,
     /// The stored dual-stack fields are not a stack the API server would store (an unknown type or
@@ -129,6 +131,9 @@ fn target(policy: &Policy, cluster: &Cluster, stored: &Stored) -> Result<Change,
     let namespace = svc.metadata.namespace.as_str();
     if policy.is_exempt(namespace) {
         return Err(Skip::Exempt);
+    }
+    if (namespace, svc.metadata.name.as_str()) == ("default", "kubernetes") {
+        return Err(Skip::ApiServer);
     }
     let from = stack_of(svc)?;
     let cidrs = cluster.service_cidrs.as_ref().filter(|c| c.is_dual());
@@ -326,6 +331,7 @@ impl Skip {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Exempt => "exempt",
+            Self::ApiServer => "apiserver",
             Self::ExternalName => "external-name",
             Self::Unreadable => "unreadable",
             Self::ClusterNotDualStack => "cluster-not-dual-stack",
@@ -346,6 +352,7 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Exempt => f.write_str("the namespace is exempt from the policy"),
+            Self::ApiServer => f.write_str("kube-apiserver's own Service, which it reconciles"),
             Self::ExternalName => f.write_str("ExternalName Services have no dual-stack fields"),
             Self::Unreadable => {
                 f.write_str("no stored ipFamilyPolicy and ipFamilies to start from")

@@ -117,12 +117,11 @@ fn seeds() -> Vec<(&'static str, String, Value, Want)> {
     seeds
 }
 
-/// Runs `migrate --policy POLICY --selector e2e=true ARGS...` against the harness.
+/// Runs `migrate --policy POLICY ARGS...` against the harness.
 fn migrate(kubeconfig: &Path, policy: &Path, args: &[&str]) -> Output {
     Command::new(support::env("E2E_WEBHOOK_BIN"))
         .args(["migrate", "--policy"])
         .arg(policy)
-        .args(["--selector", "e2e=true"])
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .output()
@@ -143,13 +142,10 @@ fn ok(out: &Output) -> (String, String) {
     (stdout, stderr)
 }
 
-/// Every e2e Service by `namespace/name`.
+/// Every Service by `namespace/name` (ours and the API server's `default/kubernetes`).
 async fn snapshot(client: &Client) -> BTreeMap<String, Service> {
     let all: Api<Service> = Api::all(client.clone());
-    let list = all
-        .list(&ListParams::default().labels("e2e=true"))
-        .await
-        .unwrap();
+    let list = all.list(&ListParams::default()).await.unwrap();
     list.items
         .into_iter()
         .map(|s| (format!("{}/{}", s.namespace().unwrap(), s.name_any()), s))
@@ -224,12 +220,12 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     )
     .await
     .unwrap();
-    let before = snapshot(&client).await;
-    assert_eq!(before.len(), seeds.len() + 2);
 
     // 2. Dual-stack on the same etcd.
     harness.restart_apiserver(DUAL);
     let client = support::client_for(&harness.kubeconfig()).await;
+    let before = snapshot(&client).await;
+    assert_eq!(before.len(), seeds.len() + 3);
     let policy = support::workdir().join("migrate-policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let kubeconfig = harness.kubeconfig();
@@ -256,6 +252,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
         .collect();
     wants.insert("mig-apps/argo".into(), Want::Skip("gitops"));
     wants.insert("mig-apps/applied".into(), Want::Skip("managed-by"));
+    wants.insert("default/kubernetes".into(), Want::Skip("apiserver"));
     assert_eq!(by_name.len(), wants.len(), "{plan_json}");
     for (name, want) in &wants {
         let row = by_name
@@ -283,7 +280,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
             "{}:4: warning: defaults.ipFamilyPolicy: rule \"legacy-single-stack\" flags the \
              Services these defaults create (a ClusterIP in namespace \"mig-legacy\") on every \
              shape of cluster: ipFamilyPolicy PreferDualStack not allowed (set SingleStack)\n\
-             plan: {changes} to change, 32 to skip (already-dual-stack 10, denied 5, exempt 5, \
+             plan: {changes} to change, 33 to skip (already-dual-stack 10, apiserver 1, denied 5, exempt 5, \
              external-name 10, gitops 1, managed-by 1)\n",
             policy.display()
         )
@@ -404,9 +401,23 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     let (plan, summary) = ok(&migrate(
         &kubeconfig,
         &policy,
-        &["--rollback", "--output", "json"],
+        &[
+            "--rollback",
+            "--namespace",
+            "mig-apps",
+            "--selector",
+            "e2e=true",
+            "--output",
+            "json",
+        ],
     ));
     let rows: Vec<Value> = serde_json::from_str(&plan).unwrap();
+    let in_apps = wants.keys().filter(|k| k.starts_with("mig-apps/")).count();
+    assert_eq!(
+        rows.len(),
+        in_apps,
+        "--namespace and --selector stage the run"
+    );
     assert_eq!(
         rows.iter().filter(|r| r["action"] == "change").count(),
         changes,

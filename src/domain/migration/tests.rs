@@ -155,6 +155,16 @@ fn every_reason_to_skip() {
     let cases: Vec<(&str, Option<&str>, Stored, Skip)> = vec![
         ("exempt", Some(DUAL), stored("legacy", v4()), Skip::Exempt),
         (
+            "the API server's own",
+            Some(DUAL),
+            {
+                let mut s = stored("default", v4());
+                s.service.metadata.name = "kubernetes".into();
+                s
+            },
+            Skip::ApiServer,
+        ),
+        (
             "external name (R1.4)",
             Some(DUAL),
             stored("apps", external),
