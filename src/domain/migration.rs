@@ -36,8 +36,11 @@ pub const GITOPS_MARKERS: [&str; 3] = [
     "helm.toolkit.fluxcd.io/name",
 ];
 
-/// The dual-stack fields `migrate` changes.
-const STACK_FIELDS: [&str; 2] = ["f:ipFamilyPolicy", "f:ipFamilies"];
+/// The dual-stack fields `migrate` changes, as `managedFields` names them.
+pub const STACK_FIELDS: [&str; 2] = ["f:ipFamilyPolicy", "f:ipFamilies"];
+
+/// `clusterIPs`, as `managedFields` names it: a manager that applies it pins the list.
+pub const CLUSTER_IPS_FIELD: [&str; 1] = ["f:clusterIPs"];
 
 /// `ipFamilyPolicy` and `ipFamilies` of a Service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,8 @@ pub struct Stored {
     /// Managers other than [`FIELD_MANAGER`] that own `ipFamilyPolicy` or `ipFamilies` through
     /// server-side apply (see [`appliers`]).
     pub appliers: Vec<String>,
+    /// Managers other than [`FIELD_MANAGER`] that apply `clusterIPs` (server-side apply).
+    pub pinners: Vec<String>,
 }
 
 /// What to do with one Service.
@@ -103,6 +108,9 @@ pub enum Skip {
     GitOps(String),
     /// Another manager applies the dual-stack fields (server-side apply).
     ManagedBy(String),
+    /// Another manager applies `clusterIPs` (server-side apply): one IP, which its next apply
+    /// would try to bring back.
+    Pinned(String),
     /// No rule or default of the policy asks for a dual-stack `ipFamilyPolicy`.
     NoDefault,
     /// The API server would refuse the change (the model's message).
@@ -149,6 +157,13 @@ fn target(policy: &Policy, cluster: &Cluster, stored: &Stored) -> Result<Change,
     }
     if let Some(manager) = stored.appliers.first() {
         return Err(Skip::ManagedBy(manager.clone()));
+    }
+    // R3.8: the applier's next apply of one IP would release the secondary, which the API server
+    // refuses under a dual-stack policy. A headless Service's `["None"]` stays as it is.
+    if let Some(manager) = stored.pinners.first()
+        && !svc.spec().is_headless()
+    {
+        return Err(Skip::Pinned(manager.clone()));
     }
     let (p, because) = engine::default_policy(policy, cluster, namespace, svc)
         .filter(|(p, _)| p.is_dual())
@@ -263,18 +278,19 @@ fn gitops_marker(stored: &Stored) -> Option<&'static str> {
         .find(|k| stored.annotations.contains_key(*k) || labels.contains_key(*k))
 }
 
-/// The managers other than [`FIELD_MANAGER`] that own `ipFamilyPolicy` or `ipFamilies` through
-/// server-side apply: their next apply would set them back (or conflict), so `migrate` leaves
-/// their Services to them. Managers of `Update` operations (kubectl create, client-side apply,
-/// controllers that PUT) do not re-assert fields they did not send, so they do not count.
-pub fn appliers(entries: &[ManagedFieldsEntry]) -> Vec<String> {
+/// The managers other than [`FIELD_MANAGER`] that own one of `fields` of the spec (e.g.
+/// [`STACK_FIELDS`]) through server-side apply: their next apply would set them back (or
+/// conflict), so `migrate` leaves their Services to them. Managers of `Update` operations
+/// (kubectl create, client-side apply, controllers that PUT) do not re-assert fields they did not
+/// send, so they do not count.
+pub fn appliers(entries: &[ManagedFieldsEntry], fields: &[&str]) -> Vec<String> {
     let mut managers: Vec<String> = entries
         .iter()
         .filter(|e| e.operation.as_deref() == Some("Apply"))
         .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
         .filter(|e| {
             let spec = e.fields_v1.as_ref().and_then(|f| f.0.get("f:spec"));
-            spec.is_some_and(|s| STACK_FIELDS.iter().any(|f| s.get(*f).is_some()))
+            spec.is_some_and(|s| fields.iter().any(|f| s.get(*f).is_some()))
         })
         .map(|e| e.manager.clone().unwrap_or_default())
         .collect();
@@ -287,10 +303,12 @@ pub fn appliers(entries: &[ManagedFieldsEntry]) -> Vec<String> {
 impl From<&k8s_openapi::api::core::v1::Service> for Stored {
     fn from(svc: &k8s_openapi::api::core::v1::Service) -> Self {
         let meta = &svc.metadata;
+        let managed = meta.managed_fields.as_deref().unwrap_or_default();
         Self {
             service: Service::from(svc),
             annotations: meta.annotations.clone().unwrap_or_default(),
-            appliers: appliers(meta.managed_fields.as_deref().unwrap_or_default()),
+            appliers: appliers(managed, &STACK_FIELDS),
+            pinners: appliers(managed, &CLUSTER_IPS_FIELD),
         }
     }
 }
@@ -339,6 +357,7 @@ impl Skip {
             Self::AlreadyDualStack => "already-dual-stack",
             Self::GitOps(_) => "gitops",
             Self::ManagedBy(_) => "managed-by",
+            Self::Pinned(_) => "pinned",
             Self::NoDefault => "no-default",
             Self::Refused(_) => "refused",
             Self::Denied(_) => "denied",
@@ -368,6 +387,11 @@ impl fmt::Display for Skip {
             Self::ManagedBy(manager) => write!(
                 f,
                 "ipFamilyPolicy/ipFamilies applied by {manager:?}: change them there"
+            ),
+            Self::Pinned(manager) => write!(
+                f,
+                "clusterIPs applied by {manager:?}: its next apply would release the secondary IP, \
+                 which the API server refuses; add the family there"
             ),
             Self::NoDefault => {
                 f.write_str("no rule or default of the policy asks for a dual-stack ipFamilyPolicy")

@@ -211,21 +211,26 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
         "shop:/Service:mig-apps/argo".into(),
     );
     create(&apps, &argo).await;
-    let mut applied = support::service("applied", json!({"ipFamilyPolicy": "SingleStack"}));
-    applied.metadata.managed_fields = None;
-    apps.patch(
-        "applied",
-        &PatchParams::apply("platform-gitops").force(),
-        &Patch::Apply(&applied),
-    )
-    .await
-    .unwrap();
+    // Server-side applied by another manager: the policy field, and (pinned) the clusterIPs.
+    let pin = json!({"clusterIP": "10.96.201.10", "clusterIPs": ["10.96.201.10"]});
+    for (name, spec) in [
+        ("applied", json!({"ipFamilyPolicy": "SingleStack"})),
+        ("pinned-applied", pin),
+    ] {
+        apps.patch(
+            name,
+            &PatchParams::apply("platform-gitops").force(),
+            &Patch::Apply(&support::service(name, spec)),
+        )
+        .await
+        .unwrap();
+    }
 
     // 2. Dual-stack on the same etcd.
     harness.restart_apiserver(DUAL);
     let client = support::client_for(&harness.kubeconfig()).await;
     let before = snapshot(&client).await;
-    assert_eq!(before.len(), seeds.len() + 3);
+    assert_eq!(before.len(), seeds.len() + 4);
     let policy = support::workdir().join("migrate-policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let kubeconfig = harness.kubeconfig();
@@ -252,6 +257,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
         .collect();
     wants.insert("mig-apps/argo".into(), Want::Skip("gitops"));
     wants.insert("mig-apps/applied".into(), Want::Skip("managed-by"));
+    wants.insert("mig-apps/pinned-applied".into(), Want::Skip("pinned"));
     wants.insert("default/kubernetes".into(), Want::Skip("apiserver"));
     assert_eq!(by_name.len(), wants.len(), "{plan_json}");
     for (name, want) in &wants {
@@ -280,8 +286,8 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
             "{}:4: warning: defaults.ipFamilyPolicy: rule \"legacy-single-stack\" flags the \
              Services these defaults create (a ClusterIP in namespace \"mig-legacy\") on every \
              shape of cluster: ipFamilyPolicy PreferDualStack not allowed (set SingleStack)\n\
-             plan: {changes} to change, 33 to skip (already-dual-stack 10, apiserver 1, denied 5, exempt 5, \
-             external-name 10, gitops 1, managed-by 1)\n",
+             plan: {changes} to change, 34 to skip (already-dual-stack 10, apiserver 1, denied 5, exempt 5, \
+             external-name 10, gitops 1, managed-by 1, pinned 1)\n",
             policy.display()
         )
     );
@@ -294,6 +300,11 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     assert_eq!(
         by_name["mig-apps/applied"]["message"],
         "ipFamilyPolicy/ipFamilies applied by \"platform-gitops\": change them there"
+    );
+    assert_eq!(
+        by_name["mig-apps/pinned-applied"]["message"],
+        "clusterIPs applied by \"platform-gitops\": its next apply would release the secondary \
+         IP, which the API server refuses; add the family there"
     );
     let (table, _) = ok(&migrate(&kubeconfig, &policy, &[]));
     std::fs::write(support::workdir().join("migrate-plan.txt"), &table).unwrap();

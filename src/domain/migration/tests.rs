@@ -140,6 +140,13 @@ fn headless_services_are_upgraded_without_ips() {
 }
 
 #[test]
+fn a_headless_service_s_applied_none_is_no_pin() {
+    let mut s = stored("apps", v4_spec().headless().ips(&["None"]));
+    s.pinners = vec!["platform-gitops".into()];
+    assert!(matches!(plan_in(Some(DUAL), &s), Outcome::Change(_)));
+}
+
+#[test]
 fn every_reason_to_skip() {
     let v4 = || v4_spec();
     let dual = v4()
@@ -229,6 +236,12 @@ fn every_reason_to_skip() {
             Some(DUAL),
             with(v4(), |s| s.appliers = vec!["platform-gitops".into()]),
             Skip::ManagedBy("platform-gitops".into()),
+        ),
+        (
+            "clusterIPs applied by another manager",
+            Some(DUAL),
+            with(v4(), |s| s.pinners = vec!["platform-gitops".into()]),
+            Skip::Pinned("platform-gitops".into()),
         ),
     ];
     for (name, cidrs, s, want) in cases {
@@ -380,7 +393,17 @@ fn appliers_are_apply_managers_of_the_stack_fields_but_migrate() {
         entry("helm", "Apply", serde_json::json!({"f:ports": {}})),
         entry("flux", "Apply", serde_json::json!({"f:ipFamilies": {}})),
     ];
-    assert_eq!(appliers(&entries), ["argocd-controller", "flux"]);
+    assert_eq!(
+        appliers(&entries, &STACK_FIELDS),
+        ["argocd-controller", "flux"]
+    );
+    let pinned = [entry(
+        "gitops",
+        "Apply",
+        serde_json::json!({"f:clusterIPs": {}}),
+    )];
+    assert_eq!(appliers(&pinned, &CLUSTER_IPS_FIELD), ["gitops"]);
+    assert!(appliers(&pinned, &STACK_FIELDS).is_empty());
 }
 
 #[test]
