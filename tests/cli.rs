@@ -289,20 +289,25 @@ fn check_names_a_missing_path() {
     );
 }
 
-/// Without a kubeconfig (and outside a pod) `audit` says so in one short line, not kube's nested
-/// account of both attempts.
-#[test]
-fn audit_without_a_cluster_says_what_to_set() {
+/// Runs the binary with a kubeconfig that does not exist, no `~/.kube/config` and outside a pod.
+fn without_a_cluster(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let out = run_command(
+    run_command(
         Command::new(BIN)
-            .args(["audit", "--policy", POLICY])
+            .args(args)
             .env("KUBECONFIG", "/nonexistent")
             .env("HOME", home.path())
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT"),
         b"",
-    );
+    )
+}
+
+/// Without a kubeconfig (and outside a pod) `audit` says so in one short line, not kube's nested
+/// account of both attempts.
+#[test]
+fn audit_without_a_cluster_says_what_to_set() {
+    let out = without_a_cluster(&["audit", "--policy", POLICY]);
     assert_fails_with(
         &out,
         "no cluster to audit: cannot read kubeconfig /nonexistent: No such file or directory \
@@ -518,18 +523,8 @@ fn registering_without_a_namespace_says_what_to_set() {
 /// `migrate` reads a cluster as `audit` does, and says so in one line when there is none.
 #[test]
 fn migrate_without_a_cluster_says_what_to_set() {
-    let home = tempfile::tempdir().unwrap();
     for extra in [&[][..], &["--apply"], &["--rollback", "--apply"]] {
-        let out = run_command(
-            Command::new(BIN)
-                .args(["migrate", "--policy", POLICY])
-                .args(extra)
-                .env("KUBECONFIG", "/nonexistent")
-                .env("HOME", home.path())
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .env_remove("KUBERNETES_SERVICE_PORT"),
-            b"",
-        );
+        let out = without_a_cluster(&[&["migrate", "--policy", POLICY], extra].concat());
         assert_fails_with(
             &out,
             "no cluster to migrate: cannot read kubeconfig /nonexistent: No such file or \

@@ -49,72 +49,71 @@ enum Want {
 
 /// The seeded Services: (namespace, name, spec, what the plan says).
 fn seeds() -> Vec<(&'static str, String, Value, Want)> {
-    let mut seeds = Vec::new();
-    let mut kind = |ns, prefix: &str, n: usize, spec: &dyn Fn(usize) -> Value, want: Want| {
-        for i in 0..n {
-            seeds.push((ns, format!("{prefix}-{i:03}"), spec(i), want.clone()));
-        }
-    };
+    type Spec = fn(usize) -> Value;
     let prefer = Want::Change("PreferDualStack");
-    kind("mig-apps", "cip", 60, &|_| json!({}), prefer.clone());
-    kind(
-        "mig-apps",
-        "np",
-        30,
-        &|_| json!({"type": "NodePort"}),
-        prefer.clone(),
-    );
-    let lb = json!({"type": "LoadBalancer"});
-    kind(
-        "mig-apps",
-        "lb",
-        20,
-        &|_| lb.clone(),
-        Want::Change("RequireDualStack"),
-    );
-    kind(
-        "mig-apps",
-        "headless",
-        20,
-        &|_| json!({"clusterIP": "None"}),
-        prefer.clone(),
-    );
-    // R3.12: headless without selector gets both families even on an IPv4-only cluster.
-    let selectorless = json!({"clusterIP": "None", "selector": null});
-    kind(
-        "mig-apps",
-        "headless-nosel",
-        10,
-        &|_| selectorless.clone(),
-        Want::Skip("already-dual-stack"),
-    );
-    let external = json!({"type": "ExternalName", "externalName": "example.com", "selector": null, "ports": null});
-    kind(
-        "mig-apps",
-        "ext",
-        10,
-        &|_| external.clone(),
-        Want::Skip("external-name"),
-    );
-    kind(
-        "mig-apps",
-        "pinned",
-        10,
-        &|i| json!({"clusterIP": format!("10.96.200.{}", i + 10)}),
-        prefer.clone(),
-    );
-    // R3.5: PreferDualStack created on the IPv4-only cluster is frozen at one family.
-    let frozen = json!({"ipFamilyPolicy": "PreferDualStack"});
-    kind(
-        "mig-apps",
-        "frozen",
-        20,
-        &|_| frozen.clone(),
-        prefer.clone(),
-    );
-    kind("mig-exempt", "cip", 5, &|_| json!({}), Want::Skip("exempt"));
-    kind("mig-legacy", "cip", 5, &|_| json!({}), Want::Skip("denied"));
-    seeds
+    // (namespace, name prefix, how many, spec of the i-th, what the plan says).
+    let kinds: [(&str, &str, usize, Spec, Want); 10] = [
+        ("mig-apps", "cip", 60, |_| json!({}), prefer.clone()),
+        (
+            "mig-apps",
+            "np",
+            30,
+            |_| json!({"type": "NodePort"}),
+            prefer.clone(),
+        ),
+        (
+            "mig-apps",
+            "lb",
+            20,
+            |_| json!({"type": "LoadBalancer"}),
+            Want::Change("RequireDualStack"),
+        ),
+        (
+            "mig-apps",
+            "headless",
+            20,
+            |_| json!({"clusterIP": "None"}),
+            prefer.clone(),
+        ),
+        // R3.12: headless without selector gets both families even on an IPv4-only cluster.
+        (
+            "mig-apps",
+            "headless-nosel",
+            10,
+            |_| json!({"clusterIP": "None", "selector": null}),
+            Want::Skip("already-dual-stack"),
+        ),
+        (
+            "mig-apps",
+            "ext",
+            10,
+            |_| json!({"type": "ExternalName", "externalName": "example.com", "selector": null, "ports": null}),
+            Want::Skip("external-name"),
+        ),
+        (
+            "mig-apps",
+            "pinned",
+            10,
+            |i| json!({"clusterIP": format!("10.96.200.{}", i + 10)}),
+            prefer.clone(),
+        ),
+        // R3.5: PreferDualStack created on the IPv4-only cluster is frozen at one family.
+        (
+            "mig-apps",
+            "frozen",
+            20,
+            |_| json!({"ipFamilyPolicy": "PreferDualStack"}),
+            prefer,
+        ),
+        ("mig-exempt", "cip", 5, |_| json!({}), Want::Skip("exempt")),
+        ("mig-legacy", "cip", 5, |_| json!({}), Want::Skip("denied")),
+    ];
+    kinds
+        .into_iter()
+        .flat_map(|(ns, prefix, n, spec, want)| {
+            (0..n).map(move |i| (ns, format!("{prefix}-{i:03}"), spec(i), want.clone()))
+        })
+        .collect()
 }
 
 /// Runs `migrate --policy POLICY ARGS...` against the harness.
@@ -238,19 +237,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     // 3. The plan: every change and every skip with its reason; nothing written.
     let (plan_json, summary) = ok(&migrate(&kubeconfig, &policy, &["--output", "json"]));
     let rows: Vec<Value> = serde_json::from_str(&plan_json).unwrap();
-    let by_name: BTreeMap<String, &Value> = rows
-        .iter()
-        .map(|r| {
-            (
-                format!(
-                    "{}/{}",
-                    r["namespace"].as_str().unwrap(),
-                    r["name"].as_str().unwrap()
-                ),
-                r,
-            )
-        })
-        .collect();
+    let by_name = support::rows_by_name(&rows);
     let mut wants: BTreeMap<String, Want> = seeds
         .iter()
         .map(|(ns, name, _, want)| (format!("{ns}/{name}"), want.clone()))

@@ -77,17 +77,22 @@ fn change(from: Stack, to: Stack, because: &str) -> Outcome {
     })
 }
 
+/// SingleStack [IPv4] → PreferDualStack [IPv4,IPv6] by the policy defaults: the common change.
+fn v4_to_prefer() -> Outcome {
+    change(
+        stack(SingleStack, &[IPv4]),
+        stack(PreferDualStack, &[IPv4, IPv6]),
+        "policy defaults",
+    )
+}
+
 #[test]
 fn single_stack_gets_the_default_policy_and_the_secondary_family() {
     // R2.2: the primary stays first (the policy's IPv6-first order does not move it); R3.18
     // allocates the secondary IP.
     assert_eq!(
         plan_in(Some(DUAL), &stored("apps", v4_spec())),
-        change(
-            stack(SingleStack, &[IPv4]),
-            stack(PreferDualStack, &[IPv4, IPv6]),
-            "policy defaults"
-        )
+        v4_to_prefer()
     );
 }
 
@@ -129,11 +134,7 @@ fn headless_services_are_upgraded_without_ips() {
         }
         assert_eq!(
             plan_in(Some(DUAL), &stored("apps", s)),
-            change(
-                stack(SingleStack, &[IPv4]),
-                stack(PreferDualStack, &[IPv4, IPv6]),
-                "policy defaults"
-            ),
+            v4_to_prefer(),
             "selector: {selector}"
         );
     }
@@ -285,14 +286,7 @@ fn a_violation_the_change_does_not_worsen_is_grandfathered() {
     // prod-v6-first is violated before and after (R2.2 keeps IPv4 first): as /validate judges
     // the update, not a denial.
     let got = plan_in(Some(DUAL), &stored("prod", v4_spec()));
-    assert_eq!(
-        got,
-        change(
-            stack(SingleStack, &[IPv4]),
-            stack(PreferDualStack, &[IPv4, IPv6]),
-            "policy defaults"
-        )
-    );
+    assert_eq!(got, v4_to_prefer());
 }
 
 #[test]
