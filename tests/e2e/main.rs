@@ -29,7 +29,8 @@
 //!   and nothing else (the fixtures and the suite's requests with and without them), and the
 //!   calls per write with the shipped policy.
 //! - [`migrate`]: `dualstack-webhook migrate` converting an IPv4-only cluster restarted dual-stack:
-//!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback.
+//!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback;
+//!   and the same through the driver's webhook on the main harness.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 

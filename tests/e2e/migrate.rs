@@ -448,3 +448,55 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     }
     drop(harness);
 }
+
+/// Through the driver's webhook (main harness, dual-stack from the start, `policy.yaml`): Services
+/// created SingleStack on purpose are migrated with `/mutate` and `/validate` in the path, which
+/// leave the two fields migrate sets alone and admit the update, and rolled back the same way.
+#[tokio::test]
+#[ignore = "needs the e2e harness: make e2e"]
+async fn migrate_through_the_webhook() {
+    let client = support::client().await;
+    let api = support::namespace(&client, "e2e-mig-hook").await;
+    let single = json!({"ipFamilyPolicy": "SingleStack"});
+    let mut before = BTreeMap::new();
+    for (name, spec) in [
+        ("cip", single.clone()),
+        (
+            "lb",
+            json!({"ipFamilyPolicy": "SingleStack", "type": "LoadBalancer"}),
+        ),
+        (
+            "headless",
+            json!({"ipFamilyPolicy": "SingleStack", "clusterIP": "None"}),
+        ),
+    ] {
+        // The webhook keeps the client's SingleStack and fills the family (IPv6 first, R3.14).
+        before.insert(
+            name,
+            stack(&create(&api, &support::service(name, spec)).await),
+        );
+        assert_eq!(before[name].1, fams(&["IPv6"]), "{name}");
+    }
+    let kubeconfig = std::path::PathBuf::from(support::env("E2E_KUBECONFIG"));
+    let policy = support::main_policy();
+    let scope = ["--namespace", "e2e-mig-hook"];
+    let (stdout, _) = ok(&migrate(
+        &kubeconfig,
+        &policy,
+        &[&scope[..], &["--apply"]].concat(),
+    ));
+    assert_eq!(stdout, "migrated 3 of 3 Services\n");
+    for (name, old) in &before {
+        let new = stack(&api.get(name).await.unwrap());
+        // The policy's default, IPv6 kept first (R2.2), the primary IP kept (R2.1).
+        assert_eq!(new.0.as_deref(), Some("PreferDualStack"), "{name}");
+        assert_eq!(new.1, fams(&["IPv6", "IPv4"]), "{name}");
+        assert_eq!((&new.2, &new.3[0]), (&old.2, &old.3[0]), "{name}");
+    }
+    let rollback = [&scope[..], &["--rollback", "--apply"]].concat();
+    let (stdout, _) = ok(&migrate(&kubeconfig, &policy, &rollback));
+    assert_eq!(stdout, "rolled back 3 of 3 Services\n");
+    for (name, old) in &before {
+        assert_eq!(&stack(&api.get(name).await.unwrap()), old, "{name}");
+    }
+}
