@@ -9,6 +9,7 @@
 
 mod apply;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use k8s_openapi::api::core::v1::Service as KubeService;
@@ -88,8 +89,25 @@ pub struct Planned {
 
 /// Runs `migrate`: prints the plan, and with `--apply` makes it.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let cidrs = args.cluster.service_cidrs.clone();
-    let policy = super::load_for_judging(&args.policy, cidrs.as_ref(), None)?;
+    let MigrateArgs {
+        policy,
+        cluster,
+        output,
+        apply,
+        rollback,
+        namespace,
+        selector,
+        batch,
+        pause,
+        max_batches,
+    } = args;
+    let cidrs = cluster.service_cidrs;
+    let policy = super::load_for_judging(&policy, cidrs.as_ref(), None)?;
+    let batches = Batches {
+        size: batch as usize,
+        pause,
+        max: max_batches.map(|m| m as usize),
+    };
     super::runtime()?.block_on(async {
         let client = audit::connect().await.map_err(|e| match e {
             AuditError::NoCluster { reason } => MigrateError::NoCluster { reason },
@@ -98,32 +116,31 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         let cluster = audit::read_cluster(client.clone(), cidrs)
             .await
             .map_err(MigrateError::Read)?;
-        let listed = list(client.clone(), &args).await?;
-        let (rows, planned) = decide(&policy, &cluster, args.rollback, listed);
-        if !args.apply {
-            print!("{}", render(&rows, args.output)?);
+        let listed = list(client.clone(), namespace.as_deref(), selector.as_deref()).await?;
+        let (rows, planned) = decide(&policy, &cluster, rollback, listed);
+        if !apply {
+            print!("{}", render(&rows, output)?);
             eprintln!("{}", summary_of_plan(&rows));
             return Ok(ExitCode::SUCCESS);
         }
-        let batches = Batches {
-            size: args.batch as usize,
-            pause: args.pause,
-            max: args.max_batches.map(|m| m as usize),
-        };
-        let done = apply::apply(client, &policy, &cluster, args.rollback, planned, batches).await?;
+        let done = apply::apply(client, &policy, &cluster, rollback, planned, batches).await?;
         println!("{done}");
         Ok(ExitCode::SUCCESS)
     })
 }
 
 /// The Services of `--namespace` (else all) that match `--selector`, by namespace and name.
-async fn list(client: Client, args: &MigrateArgs) -> Result<Vec<KubeService>, MigrateError> {
-    let api: Api<KubeService> = match &args.namespace {
+async fn list(
+    client: Client,
+    namespace: Option<&str>,
+    selector: Option<&str>,
+) -> Result<Vec<KubeService>, MigrateError> {
+    let api: Api<KubeService> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
     let mut lp = ListParams::default();
-    if let Some(selector) = &args.selector {
+    if let Some(selector) = selector {
         lp = lp.labels(selector);
     }
     let mut items = api
@@ -235,7 +252,7 @@ fn render(rows: &[PlanRow], format: PlanFormat) -> Result<String, serde_json::Er
 /// `plan: 187 to change, 13 to skip (exempt 2, external-name 4, …)`.
 fn summary_of_plan(rows: &[PlanRow]) -> String {
     let changes = rows.iter().filter(|r| r.action == "change").count();
-    let mut reasons: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.action == "skip") {
         *reasons.entry(r.reason).or_default() += 1;
     }

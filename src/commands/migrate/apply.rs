@@ -84,31 +84,7 @@ pub(super) async fn apply(
                 p.service.namespace().unwrap_or_default(),
                 p.service.name_any()
             );
-            match writer.change(p).await {
-                Ok(Some((change, stored))) => {
-                    done.changed += 1;
-                    let ips = stored.spec.and_then(|s| s.cluster_ips).unwrap_or_default();
-                    eprintln!(
-                        "{} {service}: {} → {}, clusterIPs {}",
-                        done.verb,
-                        change.from,
-                        change.to,
-                        ips.join(",")
-                    );
-                }
-                Ok(None) => {
-                    done.skipped += 1;
-                    eprintln!("skipped {service}: changed or deleted by someone else meanwhile");
-                }
-                Err(message) => {
-                    return Err(MigrateError::Refused {
-                        service,
-                        message,
-                        done: done.changed,
-                        planned: done.planned,
-                    });
-                }
-            }
+            done.count(service, writer.change(p).await)?;
         }
         eprintln!(
             "batch {}: {} of {} {}",
@@ -223,6 +199,41 @@ fn check(before: &KubeService, change: &Change, stored: &KubeService) -> Result<
         ));
     }
     Ok(())
+}
+
+impl Done {
+    /// Counts one Service's result and prints its progress line; a refusal stops the run.
+    fn count(
+        &mut self,
+        service: String,
+        result: Result<Option<(Change, KubeService)>, String>,
+    ) -> Result<(), MigrateError> {
+        match result {
+            Ok(Some((change, stored))) => {
+                self.changed += 1;
+                let ips = stored.spec.and_then(|s| s.cluster_ips).unwrap_or_default();
+                eprintln!(
+                    "{} {service}: {} → {}, clusterIPs {}",
+                    self.verb,
+                    change.from,
+                    change.to,
+                    ips.join(",")
+                );
+                Ok(())
+            }
+            Ok(None) => {
+                self.skipped += 1;
+                eprintln!("skipped {service}: changed or deleted by someone else meanwhile");
+                Ok(())
+            }
+            Err(message) => Err(MigrateError::Refused {
+                service,
+                message,
+                done: self.changed,
+                planned: self.planned,
+            }),
+        }
+    }
 }
 
 impl fmt::Display for Done {
