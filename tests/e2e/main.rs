@@ -30,7 +30,7 @@
 //!   calls per write with the shipped policy.
 //! - [`migrate`]: `dualstack-webhook migrate` converting an IPv4-only cluster restarted dual-stack:
 //!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback;
-//!   and the same through the driver's webhook on the main harness.
+//!   the same through the driver's webhook on the main harness, and its refusal stopping a run.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 

@@ -500,3 +500,48 @@ async fn migrate_through_the_webhook() {
         assert_eq!(&stack(&api.get(name).await.unwrap()), old, "{name}");
     }
 }
+
+/// The first refusal stops the run with the API server's whole message, before anything is
+/// written: here the driver's webhook denies what a different policy given to migrate plans
+/// (`e2e-legacy` allows only SingleStack in `policy.yaml`, not in migrate's).
+#[tokio::test]
+#[ignore = "needs the e2e harness: make e2e"]
+async fn migrate_stops_at_the_first_refusal() {
+    let client = support::client().await;
+    let api = support::namespace(&client, "e2e-legacy").await;
+    let mut before = BTreeMap::new();
+    for name in ["mig-a", "mig-b"] {
+        let created = create(&api, &support::service(name, json!({}))).await;
+        before.insert(name, created.resource_version());
+    }
+    let kubeconfig = std::path::PathBuf::from(support::env("E2E_KUBECONFIG"));
+    let policy = support::workdir().join("migrate-refused-policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let args = [
+        "--namespace",
+        "e2e-legacy",
+        "--selector",
+        "e2e=true",
+        "--apply",
+    ];
+    let out = migrate(&kubeconfig, &policy, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        "dualstack-webhook: e2e-legacy/mig-a: admission webhook \"validate.dualstack-webhook.io\" \
+         denied the request: Service \"e2e-legacy/mig-a\" violates the dual-stack policy: rule \
+         \"legacy-ipv4-only\": ipFamilyPolicy is PreferDualStack, allowed: SingleStack; set \
+         spec.ipFamilyPolicy: SingleStack and spec.ipFamilies: [IPv4]; stopped after 0 of 2 \
+         changes (a rerun resumes)"
+    );
+    // The dry run was refused: nothing was written.
+    for (name, version) in &before {
+        assert_eq!(
+            &api.get(name).await.unwrap().resource_version(),
+            version,
+            "{name}"
+        );
+    }
+}
