@@ -511,7 +511,11 @@ async fn migrate_stops_at_the_first_refusal() {
     let api = support::namespace(&client, "e2e-legacy").await;
     let mut before = BTreeMap::new();
     for name in ["mig-a", "mig-b"] {
-        let created = create(&api, &support::service(name, json!({}))).await;
+        // A label of their own: other tests leave Services in this namespace.
+        let mut svc = support::service(name, json!({}));
+        svc.labels_mut()
+            .insert("e2e-migrate".into(), "refused".into());
+        let created = create(&api, &svc).await;
         before.insert(name, created.resource_version());
     }
     let kubeconfig = std::path::PathBuf::from(support::env("E2E_KUBECONFIG"));
@@ -521,7 +525,7 @@ async fn migrate_stops_at_the_first_refusal() {
         "--namespace",
         "e2e-legacy",
         "--selector",
-        "e2e=true",
+        "e2e-migrate=refused",
         "--apply",
     ];
     let out = migrate(&kubeconfig, &policy, &args);
