@@ -7,6 +7,7 @@ pub mod certs;
 pub mod check;
 pub mod export;
 pub mod lint;
+pub mod migrate;
 pub mod policy_test;
 pub mod report;
 pub mod review;
@@ -38,6 +39,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Test(args) => policy_test::run(args),
         Command::WebhookConfigurations(args) => webhook_configurations::run(args),
         Command::Export(args) => export::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -40,6 +41,9 @@ pub enum Command {
     /// Print the policy as MutatingAdmissionPolicy and ValidatingAdmissionPolicy objects with
     /// their bindings (YAML), which kube-apiserver runs in-process, without the webhook.
     Export(ExportArgs),
+    /// Bring a cluster's existing Services to the policy's dual-stack defaults (KUBECONFIG or
+    /// in-cluster): a plan by default, changed with --apply, undone with --rollback.
+    Migrate(MigrateArgs),
 }
 
 /// `serve`.
@@ -297,6 +301,51 @@ pub struct AuditArgs {
     pub enforcement: Option<EnforcementArg>,
 }
 
+/// `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// What the webhook knows of the cluster (without --service-cidrs: the cluster's ServiceCIDRs).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format of the plan.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub output: PlanFormat,
+    /// Change the Services (each one dry-run first); without it, only the plan is printed.
+    #[arg(long)]
+    pub apply: bool,
+    /// Bring the Services migrate changed back to SingleStack on their original family (from the
+    /// record it left on each); with --apply to act, a plan otherwise.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Only Services of this namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Only Services with these labels (a label selector, as `kubectl get -l`).
+    #[arg(long, short = 'l')]
+    pub selector: Option<String>,
+    /// Services changed per batch.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Time to wait between batches, e.g. 30s, 500ms, 2m.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub pause: Duration,
+    /// Stop after this many batches, as an interrupted run would (tests of resuming).
+    #[arg(long, hide = true)]
+    pub max_batches: Option<u32>,
+}
+
+/// `migrate --output`: the formats a plan fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
 /// `--enforcement`: the policy's `enforcement`, overridden.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EnforcementArg {
@@ -350,6 +399,20 @@ pub enum OutputFormat {
     /// PolicyReports (wgpolicyk8s.io/v1alpha2), one per namespace, as Kyverno writes them.
     #[value(name = "policyreport")]
     PolicyReport,
+}
+
+/// `500ms`, `30s`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration (e.g. 500ms, 30s, 2m)")),
+    }
 }
 
 fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {

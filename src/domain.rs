@@ -4,6 +4,7 @@
 //! - [`service`]: the Service fields the rules read (the engine's input).
 //! - [`policy`]: the policy file's schema and matching.
 //! - [`engine`]: what `/mutate` sets and what `/validate` judges.
+//! - [`migration`]: what `migrate` changes on a stored Service, and how it rolls it back.
 //! - [`apiserver_model`]: what kube-apiserver does with the dual-stack fields.
 //! - [`cel`]: CEL the API server evaluates for us (the webhooks' match conditions).
 //! - [`patch`]: a mutation as an RFC 6902 JSON Patch.
@@ -12,6 +13,7 @@
 pub mod apiserver_model;
 pub mod cel;
 pub mod engine;
+pub mod migration;
 pub mod patch;
 pub mod policy;
 pub mod service;

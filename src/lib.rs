@@ -5,9 +5,11 @@
 //! main ─▶ commands ─┬─▶ serve ─▶ server::{https, tls, routes, admin}, cluster::watch, policy_file,
 //!                   │            registration::registrar, metrics, telemetry, shutdown
 //!                   ├─▶ review, check, audit, lint, test ─▶ admission / domain
+//!                   ├─▶ migrate ─▶ audit (cluster reading), domain::migration
 //!                   ├─▶ webhook-configurations ─▶ registration::configuration ─▶ domain::cel
 //!                   └─▶ certs
 //! server::routes ─▶ admission ─▶ domain::{engine ─▶ policy, apiserver_model, patch, service}
+//! domain::migration ─▶ domain::{engine, apiserver_model}
 //! ```
 //! - [`admission`]: the AdmissionReview wire format (kube's admission types).
 //! - [`domain`]: the pure core (service view, policy, engine, the model of kube-apiserver, patch):

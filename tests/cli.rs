@@ -289,20 +289,25 @@ fn check_names_a_missing_path() {
     );
 }
 
-/// Without a kubeconfig (and outside a pod) `audit` says so in one short line, not kube's nested
-/// account of both attempts.
-#[test]
-fn audit_without_a_cluster_says_what_to_set() {
+/// Runs the binary with a kubeconfig that does not exist, no `~/.kube/config` and outside a pod.
+fn without_a_cluster(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let out = run_command(
+    run_command(
         Command::new(BIN)
-            .args(["audit", "--policy", POLICY])
+            .args(args)
             .env("KUBECONFIG", "/nonexistent")
             .env("HOME", home.path())
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT"),
         b"",
-    );
+    )
+}
+
+/// Without a kubeconfig (and outside a pod) `audit` says so in one short line, not kube's nested
+/// account of both attempts.
+#[test]
+fn audit_without_a_cluster_says_what_to_set() {
+    let out = without_a_cluster(&["audit", "--policy", POLICY]);
     assert_fails_with(
         &out,
         "no cluster to audit: cannot read kubeconfig /nonexistent: No such file or directory \
@@ -592,6 +597,63 @@ fn export_with_gaps_names_each_and_prints_nothing_unless_partial_is_allowed() {
 #[test]
 fn export_names_a_missing_policy_file_with_its_flag() {
     let out = run(&["export", "--policy", "/nonexistent.yaml"], b"");
+    assert_fails_with(
+        &out,
+        "cannot read policy file /nonexistent.yaml (--policy): No such file or directory (os error 2)",
+    );
+}
+
+/// `migrate` reads a cluster as `audit` does, and says so in one line when there is none.
+#[test]
+fn migrate_without_a_cluster_says_what_to_set() {
+    for extra in [&[][..], &["--apply"], &["--rollback", "--apply"]] {
+        let out = without_a_cluster(&[&["migrate", "--policy", POLICY], extra].concat());
+        assert_fails_with(
+            &out,
+            "no cluster to migrate: cannot read kubeconfig /nonexistent: No such file or \
+             directory (os error 2); set KUBECONFIG or run in a pod",
+        );
+    }
+}
+
+/// `migrate`'s argument errors, as clap words them (exit 2, nothing on stdout).
+#[test]
+fn migrate_refuses_bad_arguments() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["migrate", "--policy", POLICY, "--batch", "0"],
+            "error: invalid value '0' for '--batch <BATCH>': 0 is not in 1..=4294967295\n\n\
+             For more information, try '--help'.\n",
+        ),
+        (
+            &["migrate", "--policy", POLICY, "--pause", "5 minutes"],
+            "error: invalid value '5 minutes' for '--pause <PAUSE>': \"5 minutes\" is not a \
+             duration (e.g. 500ms, 30s, 2m)\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            &["migrate", "--policy", POLICY, "--output", "sarif"],
+            "error: invalid value 'sarif' for '--output <OUTPUT>'\n  \
+             [possible values: table, json]\n\nFor more information, try '--help'.\n",
+        ),
+        (
+            &["migrate"],
+            "error: the following required arguments were not provided:\n  \
+             --policy <POLICY>\n\nUsage: dualstack-webhook migrate --policy <POLICY>\n\n\
+             For more information, try '--help'.\n",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = run(args, b"");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message, "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    }
+}
+
+/// A missing policy file is named before any cluster is read.
+#[test]
+fn migrate_names_a_missing_policy_file() {
+    let out = run(&["migrate", "--policy", "/nonexistent.yaml"], b"");
     assert_fails_with(
         &out,
         "cannot read policy file /nonexistent.yaml (--policy): No such file or directory (os error 2)",

@@ -89,11 +89,33 @@ pub async fn audit(
     policy: &Policy,
     static_cidrs: Option<ServiceCidrs>,
 ) -> Result<Vec<Row>, AuditError> {
-    let lp = ListParams::default();
+    let cluster = read_cluster(client.clone(), static_cidrs).await?;
+    let services = Api::<KubeService>::all(client)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| AuditError::List("services", e))?;
+    let mut rows: Vec<Row> = services
+        .items
+        .iter()
+        .map(|item| judge_stored_service(policy, &cluster, &Service::from(item)))
+        .collect();
+    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(rows)
+}
+
+/// What the engine reads of the cluster: the namespaces' labels and the service ranges (the given
+/// ones, else the cluster's ServiceCIDRs; none where the API has no ServiceCIDRs).
+pub async fn read_cluster(
+    client: Client,
+    static_cidrs: Option<ServiceCidrs>,
+) -> Result<Cluster, AuditError> {
     let namespaces = namespace_labels(client.clone()).await?;
     let service_cidrs = match static_cidrs {
         Some(c) => Some(c),
-        None => match Api::<ServiceCIDR>::all(client.clone()).list(&lp).await {
+        None => match Api::<ServiceCIDR>::all(client)
+            .list(&ListParams::default())
+            .await
+        {
             Ok(list) => {
                 let objects: BTreeMap<String, Vec<String>> = list
                     .items
@@ -107,19 +129,8 @@ pub async fn audit(
             Err(e) => return Err(AuditError::List("servicecidrs", e)),
         },
     };
-    let cluster = Cluster {
+    Ok(Cluster {
         service_cidrs,
         namespaces,
-    };
-    let services = Api::<KubeService>::all(client)
-        .list(&lp)
-        .await
-        .map_err(|e| AuditError::List("services", e))?;
-    let mut rows: Vec<Row> = services
-        .items
-        .iter()
-        .map(|item| judge_stored_service(policy, &cluster, &Service::from(item)))
-        .collect();
-    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(rows)
+    })
 }

@@ -25,7 +25,7 @@ use crate::domain::service::Service;
 pub use junit::junit;
 pub use policy_report::{UNREADABLE_NAMESPACE, policy_report};
 pub use sarif::sarif;
-pub use table::table;
+pub use table::{aligned, table};
 
 /// The verdict for one Service (or one document that could not be read).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

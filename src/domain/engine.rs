@@ -20,6 +20,7 @@ use crate::domain::policy::{Action, Policy, Rule};
 use crate::domain::service::{IpFamily, IpFamilyPolicy, Service, ServiceSpec};
 
 pub use judge::Violation;
+pub use mutate::{List as FamilyList, default_policy};
 
 /// The admission operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

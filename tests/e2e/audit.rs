@@ -4,7 +4,6 @@
 //! per Service, the exit code (1 on a Deny violation, 0 without) and the table's columns are
 //! checked.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -100,19 +99,7 @@ async fn audit_judges_stored_services() {
     assert_eq!(out.status.code(), Some(1), "exit code; stderr: {stderr}");
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    let by_name: BTreeMap<String, &Value> = rows
-        .iter()
-        .map(|r| {
-            (
-                format!(
-                    "{}/{}",
-                    r["namespace"].as_str().unwrap(),
-                    r["name"].as_str().unwrap()
-                ),
-                r,
-            )
-        })
-        .collect();
+    let by_name = support::rows_by_name(&rows);
     for (ns, _, name, _, (verdict, rule)) in &seeds {
         let row = by_name
             .get(&format!("{ns}/{name}"))

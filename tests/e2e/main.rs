@@ -30,6 +30,9 @@
 //!   calls per write with the shipped policy.
 //! - [`export`]: `dualstack-webhook export`'s admission policies give the answers the webhook
 //!   gives (the conditions corpus through both, CREATE and UPDATE), gaps aside.
+//! - [`migrate`]: `dualstack-webhook migrate` converting an IPv4-only cluster restarted dual-stack:
+//!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback;
+//!   the same through the driver's webhook on the main harness, and its refusal stopping a run.
 //! - [`regressions`]: webhook bugs the suite found, one test each, with their diagnosis.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -44,6 +47,7 @@ mod export;
 mod failure;
 mod lifecycle;
 mod manifests;
+mod migrate;
 mod nssel;
 mod pinned;
 mod regressions;

@@ -181,6 +181,16 @@ pub(crate) fn stack(svc: &Service) -> (Option<String>, Vec<String>, Option<Strin
     )
 }
 
+/// The rows of a JSON report (`audit`, `migrate`) by `namespace/name`.
+pub(crate) fn rows_by_name(rows: &[Value]) -> std::collections::BTreeMap<String, &Value> {
+    rows.iter()
+        .map(|r| {
+            let (ns, name) = (r["namespace"].as_str(), r["name"].as_str());
+            (format!("{}/{}", ns.unwrap(), name.unwrap()), r)
+        })
+        .collect()
+}
+
 /// The `ipFamilyPolicy` of a stored Service.
 pub(crate) fn policy_of(svc: &Service) -> String {
     stack(svc).0.unwrap_or_default()

@@ -29,9 +29,14 @@ pub fn table(rows: &[Row]) -> String {
     }
     header.extend(COLUMNS);
     let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r, with_file)).collect();
+    aligned(&header, &cells)
+}
 
+/// `header` and `cells` in aligned columns, two spaces apart, with a final newline; trailing
+/// spaces trimmed. Also `migrate`'s plan.
+pub fn aligned(header: &[&str], cells: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &cells {
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -46,8 +51,8 @@ pub fn table(rows: &[Row]) -> String {
         out.push_str(padded.join("  ").trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &cells {
+    line(header);
+    for row in cells {
         line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out

@@ -312,6 +312,20 @@ fn families_from_order(
     })
 }
 
+/// The `ipFamilyPolicy` the policy's defaults give this Service (the first matching rule with
+/// defaults, else `spec.defaults`), with where it came from (`policy defaults`, `defaults of rule
+/// "x"`): what `migrate` brings a stored Service to.
+pub fn default_policy(
+    policy: &Policy,
+    cluster: &Cluster,
+    namespace: &str,
+    object: &Service,
+) -> Option<(IpFamilyPolicy, String)> {
+    effective_defaults(policy, cluster, namespace, object)
+        .policy
+        .map(|(p, why)| (p, why.to_string()))
+}
+
 /// `spec.defaults`, overridden field by field by the first matching rule that has defaults.
 fn effective_defaults<'p>(
     policy: &'p Policy,
@@ -345,7 +359,7 @@ fn effective_defaults<'p>(
 }
 
 /// `[IPv6,IPv4]`.
-pub(super) struct List<'a>(pub(super) &'a [IpFamily]);
+pub struct List<'a>(pub &'a [IpFamily]);
 
 impl fmt::Display for List<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
