@@ -272,6 +272,17 @@ pub(crate) fn suite_cases() -> Vec<Case> {
             )],
         ),
         case("legacy", "old", "defaults", vec![create("old", json!({}))]),
+        // A rule allowing only SingleStack, broken by the client's PreferDualStack: judged on every
+        // cluster shape (the export test's IPv4-only harness included).
+        case(
+            "legacy",
+            "prefer",
+            "ipFamilyPolicies",
+            vec![create(
+                "prefer",
+                json!({"ipFamilyPolicy": "PreferDualStack"}),
+            )],
+        ),
         case(
             "prod-lb",
             "public",
@@ -870,13 +881,26 @@ async fn delete(client: &Client, ns: &str, name: &str) {
 pub(crate) struct Pool {
     next_v4: u8,
     next_v6: u16,
+    /// The /24 (IPv4) and the 256 addresses (IPv6) of the ranges it takes fresh IPs from: 0, the
+    /// static band, on the main harness.
+    block: u8,
 }
 
 impl Pool {
     pub(crate) fn new() -> Self {
+        Self::in_block(0)
+    }
+
+    /// A pool taking its fresh IPs from `10.96.<block>.16`–`.199` and
+    /// `fd00:10:96::<block>10`–`<block>9f` (0 as [`Pool::new`]): for harnesses of a test's own,
+    /// whose many replays of the corpus need more fresh IPs than the static band holds. Outside
+    /// the band a pinned IP is still in the range, so the webhook and the API server decide alike;
+    /// the API server allocates from the band above first, and a harness of its own allocates few.
+    pub(crate) fn in_block(block: u8) -> Self {
         Pool {
             next_v4: 16,
             next_v6: 0x10,
+            block,
         }
     }
 
@@ -889,7 +913,7 @@ impl Pool {
                 Ok(IpAddr::V4(_)) if support::in_range(ip, "10.96.0.0/24") => {
                     assert!(self.next_v4 < 200, "no fresh IPv4 left");
                     self.next_v4 += 1;
-                    IpAddr::V4(Ipv4Addr::new(10, 96, 0, self.next_v4 - 1))
+                    IpAddr::V4(Ipv4Addr::new(10, 96, self.block, self.next_v4 - 1))
                 }
                 Ok(IpAddr::V6(_)) if support::in_range(ip, "fd00:10:96::/120") => {
                     assert!(self.next_v6 < 0xa0, "no fresh IPv6 left");
@@ -902,7 +926,7 @@ impl Pool {
                         0,
                         0,
                         0,
-                        self.next_v6 - 1,
+                        u16::from(self.block) << 8 | (self.next_v6 - 1),
                     ))
                 }
                 _ => continue,
@@ -977,6 +1001,17 @@ pub(crate) async fn replay(
     pool: &mut Pool,
 ) -> Run {
     let ns = format!("e2e-iso-{}-{}", arm.tag, case.namespace);
+    replay_in(client, hook, &ns, case, pool).await
+}
+
+/// Replays a case in the namespace `ns` (whatever its logical one), then deletes its Service.
+pub(crate) async fn replay_in(
+    client: &Client,
+    hook: &Webhook,
+    ns: &str,
+    case: &Case,
+    pool: &mut Pool,
+) -> Run {
     let fresh = pool.fresh(&case.pinned());
     let pinned: BTreeSet<String> = case
         .pinned()
@@ -985,11 +1020,11 @@ pub(crate) async fn replay(
         .collect();
     let as_case = |text: &str| case_ips(&normalize(text), &fresh);
     let mut name = case.name.clone();
-    delete(client, &ns, &name).await;
+    delete(client, ns, &name).await;
     let mut replies = Vec::new();
     for step in &case.steps {
         let before = reviews(hook);
-        let raw = send_step(client, &ns, &name, &step.with_fresh(&fresh)).await;
+        let raw = send_step(client, ns, &name, &step.with_fresh(&fresh)).await;
         let after = reviews(hook);
         if let (Step::Create(_), Some(created)) = (step, raw.body["metadata"]["name"].as_str()) {
             // generateName: later requests and the clean-up use the name the API server chose.
@@ -1004,11 +1039,11 @@ pub(crate) async fn replay(
             calls: [after[0] - before[0], after[1] - before[1]],
         });
     }
-    let final_state = match get(client, &ns, &name).await {
+    let final_state = match get(client, ns, &name).await {
         Some(object) => as_case(&stored_view(&object, &pinned)),
         None => "(none stored)".to_owned(),
     };
-    delete(client, &ns, &name).await;
+    delete(client, ns, &name).await;
     Run {
         replies,
         final_state,
@@ -1053,15 +1088,20 @@ pub(crate) async fn namespaces(client: &Client, test: &str, cases: &[Case], arms
     let logical: BTreeSet<&str> = cases.iter().map(|c| c.namespace.as_str()).collect();
     for arm in arms {
         for ns in &logical {
-            let mut labels = json!({OWN_WEBHOOK_LABEL: arm.label(test)});
-            match *ns {
-                "nssel-public" => labels["exposure"] = json!("public"),
-                "nssel-internal" => labels["exposure"] = json!("internal"),
-                _ => {}
-            }
+            let mut labels = namespace_labels(ns);
+            labels[OWN_WEBHOOK_LABEL] = json!(arm.label(test));
             let name = format!("e2e-iso-{}-{ns}", arm.tag);
             support::labelled_namespace(client, &name, labels).await;
         }
+    }
+}
+
+/// The labels the rules read on a logical namespace (`nssel-*`: `exposure`).
+pub(crate) fn namespace_labels(logical: &str) -> Value {
+    match logical {
+        "nssel-public" => json!({"exposure": "public"}),
+        "nssel-internal" => json!({"exposure": "internal"}),
+        _ => json!({}),
     }
 }
 

@@ -29,7 +29,8 @@
 //!   and nothing else (the fixtures and the suite's requests with and without them), and the
 //!   calls per write with the shipped policy.
 //! - [`export`]: `dualstack-webhook export`'s admission policies give the answers the webhook
-//!   gives (the conditions corpus through both, CREATE and UPDATE), gaps aside.
+//!   gives (the conditions corpus through both, CREATE and UPDATE), gaps aside, for every policy
+//!   of the repository on three harnesses of its own (dual-stack either primary, IPv4-only).
 //! - [`migrate`]: `dualstack-webhook migrate` converting an IPv4-only cluster restarted dual-stack:
 //!   plan, apply in batches (interrupted and resumed, beside a concurrent writer), rollback;
 //!   the same through the driver's webhook on the main harness, and its refusal stopping a run.
