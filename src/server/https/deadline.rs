@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
@@ -27,10 +28,13 @@ pub(super) const H2_PREFACE_LEN: usize = 24;
 /// The requests of one connection the service has received, and those it is still answering
 /// ([`OpenRequest`] counts one). A request may come and go between two reads (its body was in
 /// hyper's buffer), so reads compare the count received rather than only look at the open ones.
+/// An answer wakes the connection's reader: hyper may write it and wait without reading again, and
+/// the keep-alive limit starts only when the reader sees the connection idle.
 #[derive(Debug, Default)]
 pub(super) struct Requests {
     received: AtomicU64,
     open: AtomicUsize,
+    reader: AtomicWaker,
 }
 
 impl Requests {
@@ -57,6 +61,7 @@ pub(super) struct OpenRequest(Arc<Requests>);
 impl Drop for OpenRequest {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.reader.wake();
     }
 }
 
@@ -147,6 +152,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for ReadDeadline<I> {
             ..
         } = &mut this.watch
         {
+            requests.reader.register(cx.waker());
             let received = requests.received();
             if requests.any_open() {
                 *phase = Phase::Answering;
@@ -231,6 +237,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ReadDeadline<I> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Wake, Waker};
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const HEAD: Duration = Duration::from_millis(100);
@@ -320,6 +328,43 @@ mod tests {
             io::ErrorKind::TimedOut
         );
         assert_eq!(stalled.elapsed(), HEAD);
+    }
+
+    /// hyper may read a whole request in one read, answer it and wait without reading again: the
+    /// answer must wake the reader, or nothing would ever close the idle connection.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_wakes_the_reader_and_starts_the_keep_alive_limit() {
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let (mut client, server) = tokio::io::duplex(64);
+        let requests = Arc::<Requests>::default();
+        let mut io = ReadDeadline::http1(server, requests.clone(), HEAD, KEEP_ALIVE);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        let mut read_buf = ReadBuf::new(&mut buf);
+        let first = Pin::new(&mut io).poll_read(&mut cx, &mut read_buf);
+        assert!(matches!(first, Poll::Ready(Ok(()))) && read_buf.filled().len() == 18);
+        let open = requests.open();
+        tokio::time::sleep(HEAD * 3).await;
+        assert!(!flag.0.load(Ordering::SeqCst));
+        let answered = Instant::now();
+        drop(open);
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the answer did not wake the reader"
+        );
+        assert_eq!(
+            read(&mut io).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(answered.elapsed(), KEEP_ALIVE);
     }
 
     #[tokio::test(start_paused = true)]
