@@ -249,16 +249,27 @@ mod tests {
         io.read(&mut buf).await
     }
 
+    /// Reads until the deadline fails the read; how long that took.
+    async fn time_until_timed_out(io: &mut ReadDeadline<DuplexStream>) -> Duration {
+        let started = Instant::now();
+        let error = read(io).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        started.elapsed()
+    }
+
+    /// An HTTP/1.1 connection's client end, its requests and its server end.
+    fn http1() -> (DuplexStream, Arc<Requests>, ReadDeadline<DuplexStream>) {
+        let (client, server) = tokio::io::duplex(64);
+        let requests = Arc::<Requests>::default();
+        let io = ReadDeadline::http1(server, requests.clone(), HEAD, KEEP_ALIVE);
+        (client, requests, io)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn silent_h2_peer_times_out() {
         let (_client, server) = tokio::io::duplex(64);
         let mut io = ReadDeadline::http2(server, HEAD);
-        let started = Instant::now();
-        assert_eq!(
-            read(&mut io).await.unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        assert_eq!(started.elapsed(), HEAD);
+        assert_eq!(time_until_timed_out(&mut io).await, HEAD);
     }
 
     #[tokio::test(start_paused = true)]
@@ -287,23 +298,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silent_http1_client_times_out_at_the_head_timeout() {
-        let (_client, server) = tokio::io::duplex(64);
-        let mut io = ReadDeadline::http1(server, Arc::default(), HEAD, KEEP_ALIVE);
-        let started = Instant::now();
-        assert_eq!(
-            read(&mut io).await.unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        assert_eq!(started.elapsed(), HEAD);
+        let (_client, _requests, mut io) = http1();
+        assert_eq!(time_until_timed_out(&mut io).await, HEAD);
     }
 
     /// One request's life: its head, an answer that takes longer than the head timeout, the
     /// keep-alive wait, the next head, and a client that goes quiet after its first bytes.
     #[tokio::test(start_paused = true)]
     async fn http1_keeps_a_connection_between_requests_and_times_each_head() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let requests = Arc::<Requests>::default();
-        let mut io = ReadDeadline::http1(server, requests.clone(), HEAD, KEEP_ALIVE);
+        let (mut client, requests, mut io) = http1();
         client.write_all(b"POST /mutate").await.unwrap();
         assert_eq!(read(&mut io).await.unwrap(), 12);
 
@@ -322,12 +325,7 @@ mod tests {
         assert_eq!(read(&mut io).await.unwrap(), 4);
         let _client = idle.await.unwrap();
         // Its head stalls: cut off at the head timeout from its first byte.
-        let stalled = Instant::now();
-        assert_eq!(
-            read(&mut io).await.unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        assert_eq!(stalled.elapsed(), HEAD);
+        assert_eq!(time_until_timed_out(&mut io).await, HEAD);
     }
 
     /// hyper may read a whole request in one read, answer it and wait without reading again: the
@@ -340,9 +338,7 @@ mod tests {
                 self.0.store(true, Ordering::SeqCst);
             }
         }
-        let (mut client, server) = tokio::io::duplex(64);
-        let requests = Arc::<Requests>::default();
-        let mut io = ReadDeadline::http1(server, requests.clone(), HEAD, KEEP_ALIVE);
+        let (mut client, requests, mut io) = http1();
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
@@ -354,33 +350,12 @@ mod tests {
         let open = requests.open();
         tokio::time::sleep(HEAD * 3).await;
         assert!(!flag.0.load(Ordering::SeqCst));
-        let answered = Instant::now();
         drop(open);
         assert!(
             flag.0.load(Ordering::SeqCst),
             "the answer did not wake the reader"
         );
-        assert_eq!(
-            read(&mut io).await.unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        assert_eq!(answered.elapsed(), KEEP_ALIVE);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_http1_connection_is_closed_after_the_keep_alive_timeout() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let requests = Arc::<Requests>::default();
-        let mut io = ReadDeadline::http1(server, requests.clone(), HEAD, KEEP_ALIVE);
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(read(&mut io).await.unwrap(), 18);
-        drop(requests.open());
-        // The answered request is noticed at the next read, which then waits for the next one.
-        let idle = Instant::now();
-        assert_eq!(
-            read(&mut io).await.unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        assert_eq!(idle.elapsed(), KEEP_ALIVE);
+        // Idle from the answer: closed at the keep-alive limit.
+        assert_eq!(time_until_timed_out(&mut io).await, KEEP_ALIVE);
     }
 }
