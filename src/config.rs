@@ -404,14 +404,17 @@ pub enum OutputFormat {
 /// `500ms`, `30s`, `2m`, or plain seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 30s, 2m)"))?;
+    let not_a_duration = || format!("{s:?} is not a duration (e.g. 500ms, 30s, 2m)");
+    let n: u64 = number.parse().map_err(|_| not_a_duration())?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} is not a duration (e.g. 500ms, 30s, 2m)")),
+        // Minutes past u64 seconds are no duration either (rather than an overflow).
+        "m" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(not_a_duration),
+        _ => Err(not_a_duration()),
     }
 }
 
@@ -422,6 +425,16 @@ fn parse_cidrs(s: &str) -> Result<ServiceCidrs, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_and_an_overflowing_one_is_refused() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("999999999999999999m"),
+            Err("\"999999999999999999m\" is not a duration (e.g. 500ms, 30s, 2m)".to_owned())
+        );
+    }
 
     #[test]
     fn contract_flags_parse() {

@@ -94,9 +94,17 @@ async fn start(
 }
 
 async fn start_echo(dir: &Path) -> (Server, certs::GeneratedPaths) {
+    start_echo_with(dir, Default::default()).await
+}
+
+/// [`start_echo`] with options of the test's own (timeouts).
+async fn start_echo_with(
+    dir: &Path,
+    options: server::ServerOptions,
+) -> (Server, certs::GeneratedPaths) {
     let paths = certs::generate(dir, &[], &[]).unwrap();
     let resolver = tls::CertResolver::load(&paths.cert, &paths.key).unwrap();
-    let server = start(resolver, None, echo_app(), Default::default()).await;
+    let server = start(resolver, None, echo_app(), options).await;
     (server, paths)
 }
 
@@ -509,13 +517,11 @@ async fn broken_or_partial_updates_keep_the_last_good_pair() {
 #[tokio::test]
 async fn silent_clients_are_cut_off_after_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = certs::generate(dir.path(), &[], &[]).unwrap();
-    let resolver = tls::CertResolver::load(&paths.cert, &paths.key).unwrap();
     let options = server::ServerOptions {
         handshake_timeout: Duration::from_millis(300),
         ..Default::default()
     };
-    let server = start(resolver, None, echo_app(), options).await;
+    let (server, paths) = start_echo_with(dir.path(), options).await;
 
     let started = Instant::now();
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
@@ -557,13 +563,11 @@ async fn time_until_closed(addr: SocketAddr, config: Arc<ClientConfig>, prefix: 
 #[tokio::test]
 async fn incomplete_request_heads_are_cut_off_after_the_header_read_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = certs::generate(dir.path(), &[], &[]).unwrap();
-    let resolver = tls::CertResolver::load(&paths.cert, &paths.key).unwrap();
     let options = server::ServerOptions {
         header_read_timeout: Duration::from_millis(300),
         ..Default::default()
     };
-    let server = start(resolver, None, echo_app(), options).await;
+    let (server, paths) = start_echo_with(dir.path(), options).await;
     let config = Client {
         alpn: H1,
         ..Default::default()
@@ -606,8 +610,6 @@ async fn incomplete_request_heads_are_cut_off_after_the_header_read_timeout() {
 #[tokio::test]
 async fn http1_connections_are_kept_between_requests_until_the_keep_alive_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = certs::generate(dir.path(), &[], &[]).unwrap();
-    let resolver = tls::CertResolver::load(&paths.cert, &paths.key).unwrap();
     let header_read_timeout = Duration::from_millis(300);
     let keep_alive_timeout = Duration::from_millis(1500);
     let options = server::ServerOptions {
@@ -615,7 +617,7 @@ async fn http1_connections_are_kept_between_requests_until_the_keep_alive_timeou
         keep_alive_timeout,
         ..Default::default()
     };
-    let server = start(resolver, None, echo_app(), options).await;
+    let (server, paths) = start_echo_with(dir.path(), options).await;
     let config = Client {
         alpn: H1,
         ..Default::default()
