@@ -114,10 +114,9 @@ impl Default for ServerOptions {
     /// Keep-alive 120 s: longer than kube-apiserver's own idle limit for its pooled connections
     /// (Go's `IdleConnTimeout`, 90 s, set by `k8s.io/apimachinery/pkg/util/net`), so the API server
     /// is always the one to close an idle connection and never sends a review on one the
-    /// webhook is closing ([`deadline`]). HTTP/2
-    /// pings every 20 s with 20 s to answer: Go's HTTP/2 client (kube-apiserver's) answers pings
-    /// on its own, so only a stuck or vanished peer is cut off, within 40 s. Caps:
-    /// [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_IP`].
+    /// webhook is closing ([`deadline`]). HTTP/2 pings every 20 s with 20 s to answer: Go's
+    /// HTTP/2 client (kube-apiserver's) answers pings on its own, so only a stuck or vanished peer
+    /// is cut off, within 40 s. Caps: [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_IP`].
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
