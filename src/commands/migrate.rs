@@ -1,10 +1,10 @@
 //! `migrate`: bring a cluster's existing Services to the policy's dual-stack defaults, planned,
 //! batched and reversible. The decisions are [`crate::domain::migration`]'s; this module lists the
-//! Services, prints the plan and hands the changes to [`apply`].
+//! Services, prints the plan and hands the changes to `apply`.
 //!
 //! # Layout
 //! - here: reading the cluster, the plan ([`PlanRow`]) and its outputs, the summary.
-//! - [`apply`]: the writes: dry-run, then a merge patch of the dual-stack fields and the record,
+//! - `apply`: the writes: dry-run, then a merge patch of the dual-stack fields and the record,
 //!   with a `resourceVersion` precondition, in batches.
 
 mod apply;

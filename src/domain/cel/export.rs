@@ -7,9 +7,9 @@
 //! The scope (exemptions, rule matching, types) is written with the predicates the webhook's match
 //! conditions use ([`super`]), exactly: admission policies have `namespaceObject`, so a namespace
 //! selector reads every label. What the engine decides within the scope is taken from the engine
-//! itself, state by state ([`states`]). Two things are written directly, as the engine says
-//! them: the update protection ([`restore`]) and grandfathering (here). What cannot be exported
-//! is named per rule ([`gaps`]).
+//! itself, state by state (`states`). Two things are written directly, as the engine says
+//! them: the update protection (`restore`) and grandfathering (here). What cannot be exported
+//! is named per rule (`gaps`).
 
 mod gaps;
 mod restore;
