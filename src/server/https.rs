@@ -7,7 +7,7 @@
 //! awaits sequentially). Both listeners get the same protections:
 //!
 //! - a header read timeout, a longer HTTP/1.1 keep-alive idle limit between requests, and
-//!   HTTP/2 pings ([`deadline`]);
+//!   HTTP/2 pings (`deadline`);
 //! - a cap on a request head's size ([`MAX_HEAD_BYTES`], [`MAX_HEADER_LIST_BYTES`]);
 //! - a cap on open connections per listener and per client IP address. At the listener's cap a
 //!   new connection takes the place of the oldest one that has sent no request in the 250 ms or
@@ -114,7 +114,7 @@ impl Default for ServerOptions {
     /// Keep-alive 120 s: longer than kube-apiserver's own idle limit for its pooled connections
     /// (Go's `IdleConnTimeout`, 90 s, set by `k8s.io/apimachinery/pkg/util/net`), so the API server
     /// is always the one to close an idle connection and never sends a review on one the
-    /// webhook is closing ([`deadline`]). HTTP/2 pings every 20 s with 20 s to answer: Go's
+    /// webhook is closing (`deadline`). HTTP/2 pings every 20 s with 20 s to answer: Go's
     /// HTTP/2 client (kube-apiserver's) answers pings on its own, so only a stuck or vanished peer
     /// is cut off, within 40 s. Caps: [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_IP`].
     fn default() -> Self {
@@ -382,7 +382,7 @@ struct HttpBuilders {
 impl HttpBuilders {
     fn new(options: &ServerOptions) -> Self {
         let mut http = auto::Builder::new(TokioExecutor::new());
-        // hyper's header timer is also its keep-alive limit: [`deadline`] keeps both instead.
+        // hyper's header timer is also its keep-alive limit: `deadline` keeps both instead.
         http.http1()
             .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES);
