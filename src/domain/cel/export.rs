@@ -71,7 +71,7 @@ impl fmt::Display for Gap {
 /// webhook decides without them: no families defaulted, every requirement judged).
 pub fn export(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Export {
     let mut documents = Vec::new();
-    if let Some(spec) = mutating(policy, cidrs) {
+    if let Some(spec) = mutating(policy, Ranges::Given(cidrs)) {
         let name = format!("{NAME}-defaults");
         documents.push(object("MutatingAdmissionPolicy", &name, spec));
         documents.push(binding("MutatingAdmissionPolicyBinding", &name, None));
@@ -168,10 +168,51 @@ fn update() -> Cel {
 
 // === the mutating policy ===
 
+/// Where the mutating policy learns the cluster's families.
+#[derive(Clone, Copy)]
+enum Ranges<'a> {
+    /// Fixed when exported (`None`: unknown, as the webhook decides without them).
+    Given(Option<&'a ServiceCidrs>),
+    /// Read at admission from the binding's param, the `kubernetes` ServiceCIDR (rules §7).
+    Param,
+}
+
+/// The CREATE defaults alone as a MutatingAdmissionPolicy spec whose tables are chosen at
+/// admission by the families of its param, the `kubernetes` ServiceCIDR (rules §7): what `serve
+/// --register-webhooks` registers beside the webhook, so that a create the defaults complete
+/// needs no call (the webhook's `may-patch` condition then no longer holds). Creates only; the
+/// webhook's conditions are the first test of `createLike`. `failurePolicy:
+/// Ignore`: a policy that cannot run leaves the fields unset, and the webhook, called for them,
+/// sets them. `None` when the policy sets no defaults.
+pub fn in_process_defaults(policy: &Policy) -> Option<Value> {
+    let mut spec = mutating(policy, Ranges::Param)?;
+    spec["failurePolicy"] = json!("Ignore");
+    spec["paramKind"] = json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR"});
+    Some(spec)
+}
+
+/// The clusters the `Param` tables are made for, by the key the CEL computes from the param's
+/// CIDRs (their families, primary first; `''` where it is unusable: the webhook's unknown ranges).
+fn shapes() -> Vec<(String, Option<ServiceCidrs>)> {
+    let known = ServiceCidrs::every_shape().into_iter().map(|c| {
+        let families: Vec<&str> = c.families().iter().map(|f| f.as_str()).collect();
+        (families.join(","), Some(c))
+    });
+    std::iter::once((String::new(), None))
+        .chain(known)
+        .collect()
+}
+
+/// The param's shape key: its CIDRs' families, `''` while it is being deleted (the allocator no
+/// longer uses it) or has none.
+const PARAM_SHAPE: &str = "has(params.spec) && has(params.spec.cidrs) && \
+     !has(params.metadata.deletionTimestamp) ? \
+     params.spec.cidrs.map(c, c.contains(':') ? 'IPv6' : 'IPv4').join(',') : ''";
+
 /// The MutatingAdmissionPolicy's spec: CREATE defaults (the engine's, per state, for the defaults
 /// that apply: those of the first matching rule with defaults, field by field over the policy's)
-/// and the update protection; `None` when the policy has neither.
-fn mutating(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Option<Value> {
+/// and, for given ranges, the update protection; `None` when the policy has neither.
+fn mutating(policy: &Policy, ranges: Ranges<'_>) -> Option<Value> {
     let (new, old) = (Object::New, Object::Old);
     let global = &policy.defaults;
     let with_defaults: Vec<(&Rule, Defaults)> = policy
@@ -186,61 +227,136 @@ fn mutating(policy: &Policy, cidrs: Option<&ServiceCidrs>) -> Option<Value> {
             Some((r, effective))
         })
         .collect();
-    let fills: Vec<BTreeMap<String, String>> = std::iter::once(global)
+    let defaults: Vec<&Defaults> = std::iter::once(global)
         .chain(with_defaults.iter().map(|(_, d)| d))
-        .map(|d| states::fills(d, cidrs))
         .collect();
-    if fills.iter().all(BTreeMap::is_empty) && !policy.restore_dropped_fields {
-        return None;
-    }
+    // Per branch, the fills for one cluster.
+    let tables = |cidrs: Option<&ServiceCidrs>| -> Vec<BTreeMap<String, String>> {
+        defaults.iter().map(|d| states::fills(d, cidrs)).collect()
+    };
+    // The table of the branch taken: a conditional builds only the map it picks (a list or a map
+    // of them would build every table on every request).
+    let pick = |fills: &[BTreeMap<String, String>]| {
+        let maps: Vec<String> = fills.iter().map(states::map_literal).collect();
+        // Branch 0 (the policy's own defaults) is always there; the last one is the fallback.
+        let last = maps.len().saturating_sub(1);
+        maps.iter()
+            .enumerate()
+            .rev()
+            .fold(String::from("{}"), |other, (i, map)| {
+                if i == last {
+                    map.clone()
+                } else {
+                    format!("variables.branch == {i} ? {map} : {other}")
+                }
+            })
+    };
+    let (fills, restore) = match ranges {
+        Ranges::Given(cidrs) => {
+            let fills = tables(cidrs);
+            let restore = policy.restore_dropped_fields;
+            if fills.iter().all(BTreeMap::is_empty) && !restore {
+                return None;
+            }
+            (
+                pick(&fills),
+                restore.then(|| restore::restore(policy, cidrs)),
+            )
+        }
+        Ranges::Param => {
+            let by_shape: Vec<(String, String)> = shapes()
+                .into_iter()
+                .map(|(key, cidrs)| (key, tables(cidrs.as_ref())))
+                .filter(|(_, fills)| !fills.iter().all(BTreeMap::is_empty))
+                .map(|(key, fills)| (key, pick(&fills)))
+                .collect();
+            if by_shape.is_empty() {
+                return None;
+            }
+            let fills = by_shape
+                .iter()
+                .rev()
+                .fold("{}".to_owned(), |other, (key, fills)| {
+                    format!("variables.shape == {} ? ({fills}) : {other}", quote(key))
+                });
+            (fills, None)
+        }
+    };
     // The first matching rule with defaults, else the policy's (branch 0).
     let mut branch = String::from("0");
     for (i, (rule, _)) in with_defaults.iter().enumerate().rev() {
         let test = applies(rule, new).render();
         branch = format!("({test}) ? {} : {branch}", i + 1);
     }
-    let maps: Vec<String> = fills.iter().map(states::map_literal).collect();
-    let create_like = Cel::all([
-        new.type_in(&WITH_IPS),
-        Cel::any([
-            Cel::atom("request.operation == 'CREATE'"),
-            // An ExternalName Service becoming another type is allocated like a create (R4.1).
-            Cel::all([update(), old.type_in(&[ServiceType::ExternalName])]),
+    let create_like = match ranges {
+        Ranges::Given(_) => Cel::all([
+            new.type_in(&WITH_IPS),
+            Cel::any([
+                Cel::atom("request.operation == 'CREATE'"),
+                // An ExternalName Service becoming another type is allocated like a create (R4.1).
+                Cel::all([update(), old.type_in(&[ServiceType::ExternalName])]),
+            ]),
         ]),
-    ]);
-    let (restore_policy, restore_families) = restore::restore(policy, cidrs);
-    let variables = vec![
+        // Beside the webhook: creates only (the rare conversion from ExternalName is the
+        // webhook's), and the match conditions as the first test of the one expression, where
+        // they cost no evaluation of their own (each match condition costs the API server about
+        // 0.05 ms, measured by `make bench-e2e`).
+        Ranges::Param => Cel::all([
+            Cel::atom("request.operation == 'CREATE'"),
+            not_exempt(policy),
+            may_patch(policy),
+            new.type_in(&WITH_IPS),
+        ]),
+    };
+    let mut variables = Vec::new();
+    if let Ranges::Param = ranges {
+        variables.push(("shape".to_owned(), PARAM_SHAPE.to_owned()));
+    }
+    variables.extend([
         ("key".to_owned(), states::key(new, Key::Long)),
         ("branch".to_owned(), branch),
-        (
-            "fills".to_owned(),
-            format!("[{}][variables.branch]", maps.join(", ")),
-        ),
+        ("fills".to_owned(), fills),
         (
             "fill".to_owned(),
             "variables.key in variables.fills ? variables.fills[variables.key] : ['', '']"
                 .to_owned(),
         ),
         ("createLike".to_owned(), create_like.render()),
-        ("restorePolicy".to_owned(), restore_policy.render()),
-        ("restoreFamilies".to_owned(), restore_families.render()),
-    ];
+    ]);
     let add = |path: &str, value: &str| {
         format!("[JSONPatch{{op: \"add\", path: \"/spec/{path}\", value: {value}}}]")
     };
-    let expression = format!(
-        "variables.createLike ? ((variables.fill[0] == '' ? [] : {}) + (variables.fill[1] == '' ? [] : {})) \
-         : ((variables.restorePolicy ? {} : []) + (variables.restoreFamilies ? {} : []))",
+    let defaults = format!(
+        "(variables.fill[0] == '' ? [] : {}) + (variables.fill[1] == '' ? [] : {})",
         add("ipFamilyPolicy", "variables.fill[0]"),
         add("ipFamilies", "variables.fill[1].split(',')"),
-        add("ipFamilyPolicy", "string(oldObject.spec.ipFamilyPolicy)"),
-        // A list read from `oldObject` is `list(dyn)`, which a JSONPatch value cannot take.
-        add(
-            "ipFamilies",
-            "oldObject.spec.ipFamilies.join(',').split(',')"
-        ),
     );
+    let expression = match restore {
+        None => format!("variables.createLike ? {defaults} : []"),
+        Some((restore_policy, restore_families)) => {
+            variables.extend([
+                ("restorePolicy".to_owned(), restore_policy.render()),
+                ("restoreFamilies".to_owned(), restore_families.render()),
+            ]);
+            format!(
+                "variables.createLike ? ({defaults}) \
+                 : ((variables.restorePolicy ? {} : []) + (variables.restoreFamilies ? {} : []))",
+                add("ipFamilyPolicy", "string(oldObject.spec.ipFamilyPolicy)"),
+                // A list read from `oldObject` is `list(dyn)`, which a JSONPatch value cannot take.
+                add(
+                    "ipFamilies",
+                    "oldObject.spec.ipFamilies.join(',').split(',')"
+                ),
+            )
+        }
+    };
     let mut spec = common_spec(policy, ("may-patch", may_patch(policy)), variables);
+    if let Ranges::Param = ranges {
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("matchConditions");
+        }
+        spec["matchConstraints"]["resourceRules"][0]["operations"] = json!(["CREATE"]);
+    }
     spec["reinvocationPolicy"] = json!("Never");
     spec["mutations"] =
         json!([{"patchType": "JSONPatch", "jsonPatch": {"expression": expression}}]);

@@ -161,6 +161,92 @@ fn create_defaults_are_the_engines_per_state_cut_to_the_cluster() {
 }
 
 #[test]
+fn in_process_defaults_read_the_families_from_the_kubernetes_service_cidr() {
+    assert_eq!(in_process_defaults(&policy("")), None);
+    let p = policy("defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\n");
+    let spec = in_process_defaults(&p).unwrap();
+    assert_eq!(spec["failurePolicy"], "Ignore");
+    assert_eq!(
+        spec["paramKind"],
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR"})
+    );
+    assert_eq!(spec["reinvocationPolicy"], "Never");
+    // Creates only, and no match condition of its own: they are the first test of createLike.
+    assert_eq!(
+        spec["matchConstraints"]["resourceRules"][0]["operations"],
+        json!(["CREATE"])
+    );
+    assert_eq!(spec.get("matchConditions"), None);
+    let doc = json!({"spec": spec.clone()});
+    assert!(
+        variable(&doc, "createLike").starts_with("request.operation == 'CREATE' && "),
+        "{}",
+        variable(&doc, "createLike")
+    );
+    let names: Vec<&str> = spec["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    // The update protection stays the webhook's.
+    assert_eq!(
+        names,
+        ["shape", "key", "branch", "fills", "fill", "createLike"]
+    );
+    assert_eq!(
+        spec["mutations"][0]["jsonPatch"]["expression"],
+        "variables.createLike ? (variables.fill[0] == '' ? [] : [JSONPatch{op: \"add\", path: \
+         \"/spec/ipFamilyPolicy\", value: variables.fill[0]}]) + (variables.fill[1] == '' ? [] : \
+         [JSONPatch{op: \"add\", path: \"/spec/ipFamilies\", value: variables.fill[1].split(',')}]) : []"
+    );
+    // One table per shape the param can have, '' (unusable: no assumptions) included.
+    let fills = variable(&doc, "fills");
+    for shape in [
+        "variables.shape == '' ? ",
+        "variables.shape == 'IPv4' ? ",
+        "variables.shape == 'IPv6' ? ",
+        "variables.shape == 'IPv4,IPv6' ? ",
+        "variables.shape == 'IPv6,IPv4' ? ",
+    ] {
+        assert!(fills.contains(shape), "{shape} in {fills}");
+    }
+}
+
+#[test]
+fn create_defaults_depend_on_the_clusters_families_not_its_ranges() {
+    // What makes one table per shape exact for every cluster of that shape: the states' IPs are
+    // placed inside the ranges, so only the families decide.
+    let defaults = [
+        policy("defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\n").defaults,
+        policy("defaults: {ipFamilyPolicy: RequireDualStack}\n").defaults,
+        policy("defaults: {ipFamilies: [IPv4]}\n").defaults,
+        policy("defaults: {ipFamilyPolicy: SingleStack, ipFamilies: [IPv6]}\n").defaults,
+    ];
+    let ranges = [
+        "10.96.0.0/16",
+        "fd00:10:96::/112",
+        DUAL,
+        "fd00:10:96::/112,10.96.0.0/16",
+        "192.168.0.0/24,2001:db8::/64",
+    ];
+    for d in &defaults {
+        for r in ranges {
+            let specific = cidrs(r);
+            let shape = ServiceCidrs::every_shape()
+                .into_iter()
+                .find(|s| s.families() == specific.families())
+                .unwrap();
+            assert_eq!(
+                states::fills(d, Some(&specific)),
+                states::fills(d, Some(&shape)),
+                "{d:?} on {r}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_first_matching_rule_with_defaults_picks_the_table() {
     let p = policy(
         "defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4]}\n\
@@ -358,6 +444,9 @@ mod evaluated {
         let program = ::cel::Program::compile(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
         let mut context = ::cel::Context::default();
         context.add_function("join", join).unwrap();
+        context.add_function("isIP", is_ip).unwrap();
+        context.add_function("ip", ip).unwrap();
+        context.add_function("family", family).unwrap();
         for (name, value) in inputs {
             context.add_variable(*name, (*value).clone()).unwrap();
         }
@@ -367,9 +456,9 @@ mod evaluated {
             .unwrap_or_else(|e| panic!("{text}: {e:?}"))
     }
 
-    /// The messages of the validations of `doc` that fail on this request.
-    fn failures(doc: &Value, inputs: &[(&str, &Value)]) -> BTreeSet<String> {
-        let spec = &doc["spec"];
+    /// The variables of `spec` on this request, evaluated as the API server does (its match
+    /// conditions first); `None` when a condition does not hold.
+    fn variables(spec: &Value, inputs: &[(&str, &Value)]) -> Option<HashMap<String, ::cel::Value>> {
         let mut vars = HashMap::new();
         let conditions = spec["matchConditions"]
             .as_array()
@@ -377,13 +466,22 @@ mod evaluated {
             .unwrap_or_default();
         for c in conditions {
             if run(c["expression"].as_str().unwrap(), inputs, &vars) != ::cel::Value::Bool(true) {
-                return BTreeSet::new();
+                return None;
             }
         }
         for v in spec["variables"].as_array().unwrap() {
             let value = run(v["expression"].as_str().unwrap(), inputs, &vars);
             vars.insert(v["name"].as_str().unwrap().to_owned(), value);
         }
+        Some(vars)
+    }
+
+    /// The messages of the validations of `doc` that fail on this request.
+    fn failures(doc: &Value, inputs: &[(&str, &Value)]) -> BTreeSet<String> {
+        let spec = &doc["spec"];
+        let Some(vars) = variables(spec, inputs) else {
+            return BTreeSet::new();
+        };
         let mut out = BTreeSet::new();
         for v in spec["validations"].as_array().unwrap() {
             if run(v["expression"].as_str().unwrap(), inputs, &vars) == ::cel::Value::Bool(false) {
@@ -394,6 +492,26 @@ mod evaluated {
             }
         }
         out
+    }
+
+    /// The namespace's labels (`tier: web` when `web_tier`) and the cluster the engine sees.
+    fn cluster_of(
+        namespace: &str,
+        web_tier: bool,
+        ranges: Option<ServiceCidrs>,
+    ) -> (crate::domain::service::Labels, Cluster) {
+        let ns_labels = if web_tier {
+            labels(&[(NAMESPACE_NAME_LABEL, namespace), ("tier", "web")])
+        } else {
+            labels(&[(NAMESPACE_NAME_LABEL, namespace)])
+        };
+        let cluster = Cluster {
+            service_cidrs: ranges,
+            namespaces: [(namespace.to_owned(), ns_labels.clone())]
+                .into_iter()
+                .collect(),
+        };
+        (ns_labels, cluster)
     }
 
     fn rule() -> impl Strategy<Value = Value> {
@@ -519,6 +637,60 @@ mod evaluated {
         )
     }
 
+    /// `isIP`, `ip(…).family()` of Kubernetes' CEL IP library, which the interpreter lacks.
+    fn is_ip(s: std::sync::Arc<String>) -> bool {
+        s.parse::<std::net::IpAddr>().is_ok()
+    }
+
+    fn ip(s: std::sync::Arc<String>) -> std::sync::Arc<String> {
+        s
+    }
+
+    fn family(This(s): This<std::sync::Arc<String>>) -> i64 {
+        if s.contains(':') { 6 } else { 4 }
+    }
+
+    /// The `fill` of the in-process defaults on this request (`None`: not matched), evaluated
+    /// as the API server does: match conditions, then the variables.
+    fn in_process_fill(spec: &Value, inputs: &[(&str, &Value)]) -> Option<(String, String)> {
+        let vars = variables(spec, inputs)?;
+        if vars["createLike"] != ::cel::Value::Bool(true) {
+            return None;
+        }
+        let ::cel::Value::List(fill) = &vars["fill"] else {
+            panic!("fill {:?}", vars["fill"]);
+        };
+        let text = |v: &::cel::Value| match v {
+            ::cel::Value::String(s) => s.as_str().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        Some((text(&fill[0]), text(&fill[1])))
+    }
+
+    fn defaults() -> impl Strategy<Value = Value> {
+        let policy = prop::option::of(select(vec![
+            "SingleStack",
+            "PreferDualStack",
+            "RequireDualStack",
+        ]));
+        let families = prop::option::of(select(vec![
+            json!(["IPv4"]),
+            json!(["IPv6"]),
+            json!(["IPv4", "IPv6"]),
+            json!(["IPv6", "IPv4"]),
+        ]));
+        (policy, families).prop_map(|(p, f)| {
+            let mut d = json!({});
+            if let Some(p) = p {
+                d["ipFamilyPolicy"] = json!(p);
+            }
+            if let Some(f) = f {
+                d["ipFamilies"] = f;
+            }
+            d
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1_536))]
 
@@ -540,15 +712,7 @@ mod evaluated {
                 "exemptNamespaces": ["kube-*"], "enforcement": enforcement, "rules": rules,
             })).unwrap();
             let ranges = ranges.map(cidrs);
-            let ns_labels = if web_tier {
-                labels(&[(NAMESPACE_NAME_LABEL, namespace), ("tier", "web")])
-            } else {
-                labels(&[(NAMESPACE_NAME_LABEL, namespace)])
-            };
-            let cluster = Cluster {
-                service_cidrs: ranges.clone(),
-                namespaces: [(namespace.to_owned(), ns_labels.clone())].into_iter().collect(),
-            };
+            let (ns_labels, cluster) = cluster_of(namespace, web_tier, ranges.clone());
             // /validate sees what the API server stores, the stored object being one it stored
             // too; on a cluster of a shape (the ranges given, else dual-stack).
             let real = ranges.clone().unwrap_or_else(|| cidrs(super::DUAL));
@@ -591,6 +755,95 @@ mod evaluated {
             prop_assert_eq!(by_action("deny"), engine_denied);
             prop_assert_eq!(by_action("warn"), engine_warned);
             prop_assert_eq!(by_action("audit"), engine_audited);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_024))]
+
+        #[test]
+        fn in_process_defaults_fill_what_the_webhook_fills_on_create_only(
+            global in defaults(),
+            rules in prop::collection::vec((rule(), prop::option::of(defaults())), 0..3),
+            param in select(vec![
+                Some(("10.96.0.0/16", false)),
+                Some(("fd00:10:96::/112", false)),
+                Some((super::DUAL, false)),
+                Some(("fd00:10:96::/112,10.96.0.0/16", false)),
+                Some((super::DUAL, true)),
+                None,
+            ]),
+            namespace in select(vec!["a", "b-1", "b-2", "kube-system"]),
+            web_tier in any::<bool>(),
+            object in service(),
+            from_external_name in any::<bool>(),
+        ) {
+            let rules: Vec<Value> = rules.into_iter().enumerate().map(|(i, (mut r, d))| {
+                r["name"] = json!(format!("r{i}"));
+                if let Some(d) = d {
+                    r["defaults"] = d;
+                }
+                r
+            }).collect();
+            let policy: Policy = serde_json::from_value(json!({
+                "exemptNamespaces": ["kube-*"], "defaults": global, "rules": rules,
+            })).unwrap();
+            // The param: the `kubernetes` ServiceCIDR, maybe being deleted, maybe without ranges.
+            // The cluster the API server allocates on (when the param says nothing: dual-stack).
+            let real = cidrs(param.map_or(super::DUAL, |(list, _)| list));
+            let (params, ranges) = match param {
+                Some((list, deleting)) => {
+                    let mut p = json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": list.split(',').collect::<Vec<_>>()}});
+                    if deleting {
+                        p["metadata"]["deletionTimestamp"] = json!("2026-12-06T00:00:00Z");
+                    }
+                    (p, (!deleting).then(|| cidrs(list)))
+                }
+                None => (json!({"metadata": {"name": "kubernetes"}, "spec": {}}), None),
+            };
+            let svc: Service = serde_json::from_value(object.clone()).unwrap();
+            let (ns_labels, cluster) = cluster_of(namespace, web_tier, ranges.clone());
+            // A CREATE, or an ExternalName Service becoming this one (allocated like a create).
+            let old: Option<Value> = from_external_name.then(|| json!({"metadata": {"name": "svc"}, "spec": {"type": "ExternalName", "externalName": "x.example"}}));
+            let old_svc: Option<Service> = old.clone().map(|o| serde_json::from_value(o).unwrap());
+            let operation = if old.is_some() { Operation::Update } else { Operation::Create };
+            let m = engine::mutate(&policy, &cluster, &Request {
+                operation,
+                namespace,
+                object: Some(&svc),
+                old_object: old_svc.as_ref(),
+            }).mutation;
+            let families: Vec<&str> = m.ip_families.iter().flatten().map(|f| f.as_str()).collect();
+            let engine_fill = (m.ip_family_policy.map_or("", |p| p.as_str()).to_owned(), families.join(","));
+
+            let request = json!({"operation": if old.is_some() { "UPDATE" } else { "CREATE" }, "namespace": namespace});
+            let ns_object = json!({"metadata": {"name": namespace, "labels": ns_labels}});
+            let old_value = old.unwrap_or(Value::Null);
+            let inputs = [("request", &request), ("object", &object), ("oldObject", &old_value), ("namespaceObject", &ns_object), ("params", &params)];
+            let spec = in_process_defaults(&policy);
+            let got = spec
+                .as_ref()
+                .filter(|s| s["matchConstraints"]["resourceRules"][0]["operations"] == json!([request["operation"]]))
+                .and_then(|spec| in_process_fill(spec, &inputs))
+                .unwrap_or_default();
+            // An UPDATE (from ExternalName) is the webhook's alone: the policy is not called.
+            let engine_fill = if old_value.is_null() { engine_fill } else { Default::default() };
+            // Where the API server refuses the request whichever is patched (a pinned IP outside
+            // the ranges, a headless NodePort, …: the tables' states are valid Services), the
+            // outcome is the same; elsewhere the fields must be.
+            let patched = |(policy, families): &(String, String)| {
+                let mut o = object.clone();
+                if !policy.is_empty() {
+                    o["spec"]["ipFamilyPolicy"] = json!(policy);
+                }
+                if !families.is_empty() {
+                    o["spec"]["ipFamilies"] = json!(families.split(',').collect::<Vec<_>>());
+                }
+                stored(&o, old_value.as_object().map(|_| &old_value), &real)
+            };
+            if patched(&got).is_some() || patched(&engine_fill).is_some() {
+                prop_assert_eq!(got, engine_fill);
+            }
         }
     }
 }
