@@ -144,7 +144,8 @@ pub struct WebhookConfigurationsArgs {
     pub url: Option<String>,
     /// The policy the webhook serves: the webhooks get the match conditions generated from it, as
     /// `serve --register-webhooks` registers them (the API server calls a webhook only when it
-    /// may act). Without it, every Service write is sent to both.
+    /// may act), and its CREATE defaults follow as an in-process MutatingAdmissionPolicy with its
+    /// binding. Without it, every Service write is sent to both.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 }

@@ -6,7 +6,7 @@
 //!                   │            registration::registrar, metrics, telemetry, shutdown
 //!                   ├─▶ review, check, audit, lint, test ─▶ admission / domain
 //!                   ├─▶ migrate ─▶ audit (cluster reading), domain::migration
-//!                   ├─▶ webhook-configurations ─▶ registration::configuration ─▶ domain::cel
+//!                   ├─▶ webhook-configurations ─▶ registration::{configuration, defaults} ─▶ domain::cel
 //!                   └─▶ certs
 //! server::routes ─▶ admission ─▶ domain::{engine ─▶ policy, apiserver_model, patch, service}
 //! domain::migration ─▶ domain::{engine, apiserver_model}
@@ -15,8 +15,8 @@
 //! - [`domain`]: the pure core (service view, policy, engine, the model of kube-apiserver, patch):
 //!   no I/O, no async, no clock, no logging.
 //! - [`cluster`]: the snapshot of the cluster the engine reads; [`cluster::watch`] keeps it current.
-//! - [`registration`]: the admission configurations, and the task that registers them once a
-//!   replica can answer.
+//! - [`registration`]: the admission configurations and the in-process defaults, and the task that
+//!   registers them once a replica can answer.
 //! - [`server`]: the HTTPS and admin listeners; [`policy_file`] reads and reloads the policy.
 //! - [`commands`]: the subcommands; [`config`] their flags.
 //!

@@ -481,14 +481,45 @@ fn webhook_configurations_with_a_policy_carry_its_match_conditions() {
     };
     // A policy with nothing to do: neither webhook is ever called, and the exemption is named.
     let exempt = serde_json::json!({"name": "namespace-not-exempt", "expression": "!(request.namespace == 'legacy')"});
-    for (doc, own) in docs(&with).iter().zip(["may-patch", "may-find-violation"]) {
+    let with = docs(&with);
+    for (doc, own) in with.iter().zip(["may-patch", "may-find-violation"]) {
         assert_eq!(
             doc["webhooks"][0]["matchConditions"],
             serde_json::json!([exempt, {"name": own, "expression": "false"}])
         );
     }
-    // Without --policy: no conditions, every Service write is sent.
+    // Then the in-process defaults and their binding: with no defaults to set, a policy that
+    // does nothing.
+    let kinds: Vec<(&str, &str)> = with
+        .iter()
+        .map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap();
+            (d["kind"].as_str().unwrap(), name)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("MutatingWebhookConfiguration", "dualstack-webhook"),
+            ("ValidatingWebhookConfiguration", "dualstack-webhook"),
+            ("MutatingAdmissionPolicy", "dualstack-webhook-defaults"),
+            (
+                "MutatingAdmissionPolicyBinding",
+                "dualstack-webhook-defaults"
+            ),
+        ]
+    );
+    assert_eq!(
+        with[2]["spec"]["matchConditions"],
+        serde_json::json!([{"name": "no-defaults", "expression": "false"}])
+    );
+    assert_eq!(
+        with[3]["spec"]["paramRef"],
+        serde_json::json!({"name": "kubernetes", "parameterNotFoundAction": "Allow"})
+    );
+    // Without --policy: no conditions, every Service write is sent, and no in-process defaults.
     let without = run(&args, b"");
+    assert_eq!(docs(&without).len(), 2);
     for doc in docs(&without) {
         assert_eq!(doc["webhooks"][0].get("matchConditions"), None, "{doc}");
     }

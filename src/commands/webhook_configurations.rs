@@ -1,7 +1,8 @@
 //! `webhook-configurations`: prints the MutatingWebhookConfiguration and
 //! ValidatingWebhookConfiguration `serve --register-webhooks` registers, as YAML, for a review,
 //! a GitOps repository, or a webhook outside the cluster (`--url`); with `--policy`, with the
-//! match conditions generated from that policy.
+//! match conditions generated from that policy, followed by the in-process defaults it fills in
+//! beside them (a MutatingAdmissionPolicy and its binding, `registration::defaults`).
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::config::{WebhookArgs, WebhookConfigurationsArgs};
 use crate::policy_file::load_policy;
-use crate::registration::{Endpoint, MatchConditions, Registration};
+use crate::registration::{Endpoint, MatchConditions, Registration, defaults};
 
 pub(super) fn run(args: WebhookConfigurationsArgs) -> anyhow::Result<ExitCode> {
     let WebhookConfigurationsArgs {
@@ -28,19 +29,26 @@ pub(super) fn run(args: WebhookConfigurationsArgs) -> anyhow::Result<ExitCode> {
         Some(url) => Endpoint::Url(url),
         None => service_endpoint(&webhook)?,
     };
-    let match_conditions = match &policy {
-        Some(path) => Some(MatchConditions::of(&load_policy(path)?.0)),
+    let policy = match &policy {
+        Some(path) => Some(load_policy(path)?.0),
         None => None,
     };
     let registration = Registration {
-        match_conditions,
+        match_conditions: policy.as_ref().map(MatchConditions::of),
         ..registration(name, &webhook, endpoint, ca_bundle)
     };
-    print!(
-        "{}---\n{}",
+    let mut documents = vec![
         serde_yaml_ng::to_string(&registration.mutating())?,
-        serde_yaml_ng::to_string(&registration.validating())?
-    );
+        serde_yaml_ng::to_string(&registration.validating())?,
+    ];
+    if let Some(policy) = &policy {
+        let spec = defaults::spec(policy);
+        documents.push(serde_yaml_ng::to_string(
+            &registration.defaults_policy(spec, None),
+        )?);
+        documents.push(serde_yaml_ng::to_string(&registration.defaults_binding())?);
+    }
+    print!("{}", documents.join("---\n"));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -235,7 +235,7 @@ impl Registration {
         names
     }
 
-    fn namespace_selector(&self) -> LabelSelector {
+    pub(super) fn namespace_selector(&self) -> LabelSelector {
         LabelSelector {
             match_expressions: Some(vec![LabelSelectorRequirement {
                 key: NAMESPACE_NAME_LABEL.to_owned(),

@@ -10,6 +10,11 @@
 //! match conditions (when each webhook is called), and when it finds them re-created empty
 //! (checked every 10 s). Patching identical content is a no-op for the API server, so every
 //! replica of a rollout doing it is harmless.
+//!
+//! After the configurations it applies the in-process defaults' policy (`super::defaults`), where
+//! the installation created their binding: none (not installed, deleted, a cluster before 1.36)
+//! or no RBAC for them leaves creates to `/mutate`. It applies it again when it finds the binding
+//! without it (checked with the configurations).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use rustls::pki_types::UnixTime;
 use serde_json::json;
@@ -30,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::configuration::{
     Endpoint, MUTATE_WEBHOOK, MatchConditions, Registration, VALIDATE_WEBHOOK,
 };
+use super::defaults;
 use super::trust::{TrustError, verify_serving};
 use crate::domain::policy::Policy;
 use crate::metrics::{Metrics, ReloadResult};
@@ -45,6 +51,13 @@ const ROUTE_SETTLE: Duration = Duration::from_secs(2);
 
 /// How often a registered replica checks that its configurations were not re-created empty.
 const REFILL_CHECK: Duration = Duration::from_secs(10);
+
+/// The in-process defaults' kinds: (kind, plural).
+const POLICY: (&str, &str) = ("MutatingAdmissionPolicy", "mutatingadmissionpolicies");
+const BINDING: (&str, &str) = (
+    "MutatingAdmissionPolicyBinding",
+    "mutatingadmissionpolicybindings",
+);
 
 /// How often the EndpointSlices are listed while no endpoint is ready.
 const ENDPOINT_POLL: Duration = Duration::from_secs(1);
@@ -77,6 +90,8 @@ struct Inputs {
     chain: Vec<u8>,
     /// The match conditions of the policy served.
     conditions: MatchConditions,
+    /// The in-process defaults' spec for the policy served.
+    defaults: serde_json::Value,
 }
 
 /// Why one registration attempt failed.
@@ -129,11 +144,15 @@ impl Registrar {
                 _ = interval.tick() => {}
             }
             let inputs = match self.read_files().await {
-                Ok((bundle, chain)) => Inputs {
-                    bundle,
-                    chain,
-                    conditions: MatchConditions::of(&self.policy.load()),
-                },
+                Ok((bundle, chain)) => {
+                    let policy = self.policy.load();
+                    Inputs {
+                        bundle,
+                        chain,
+                        conditions: MatchConditions::of(&policy),
+                        defaults: defaults::spec(&policy),
+                    }
+                }
                 Err(error) => {
                     self.metrics.registration(ReloadResult::failure);
                     log_failure(&error, &mut last_error);
@@ -193,7 +212,64 @@ impl Registrar {
                 .iter()
                 .any(|h| h.name == VALIDATE_WEBHOOK)
         });
-        Ok(mutating_emptied || validating_emptied)
+        // The binding without its policy (deleted, or the binding created after the replica
+        // registered): apply it again. Errors say nothing: the configurations decide.
+        let name = self.registration.defaults_name();
+        let binding = self.defaults_api(BINDING).get_opt(&name).await;
+        let policy = self.defaults_api(POLICY).get_opt(&name).await;
+        let defaults_missing = matches!((binding, policy), (Ok(Some(_)), Ok(None)));
+        Ok(mutating_emptied || validating_emptied || defaults_missing)
+    }
+
+    /// The API of a kind of the in-process defaults (admissionregistration.k8s.io/v1, 1.36+).
+    fn defaults_api(&self, (kind, plural): (&str, &str)) -> Api<DynamicObject> {
+        let resource = ApiResource {
+            group: "admissionregistration.k8s.io".to_owned(),
+            version: "v1".to_owned(),
+            api_version: "admissionregistration.k8s.io/v1".to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        };
+        Api::all_with(self.client.clone(), &resource)
+    }
+
+    /// Applies the in-process defaults' policy where its binding exists (owned by it).
+    async fn apply_defaults(
+        &self,
+        registration: &Registration,
+        spec: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let name = registration.defaults_name();
+        let binding = match self.defaults_api(BINDING).get_opt(&name).await {
+            Ok(Some(binding)) => binding,
+            Ok(None) => {
+                info!(binding = %name, "no in-process defaults binding: creates are defaulted by /mutate");
+                return Ok(());
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
+                warn!(binding = %name, message = %status.message, "cannot read the in-process defaults binding: creates are defaulted by /mutate");
+                return Ok(());
+            }
+            Err(e) => return Err(patch_error("MutatingAdmissionPolicyBinding", &name, e)),
+        };
+        let object = registration.defaults_policy(spec.clone(), binding.metadata.uid.as_deref());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self
+            .defaults_api(POLICY)
+            .patch(&name, &params, &Patch::Apply(&object))
+            .await
+        {
+            Ok(_) => {
+                info!(policy = %name, "applied the in-process defaults");
+                Ok(())
+            }
+            // Manifests older than the binary (no RBAC for it): the webhook still does it all.
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                warn!(policy = %name, message = %status.message, "not allowed to apply the in-process defaults: creates are defaulted by /mutate");
+                Ok(())
+            }
+            Err(e) => Err(patch_error("MutatingAdmissionPolicy", &name, e)),
+        }
     }
 
     /// Completes once an EndpointSlice of the Service lists a ready endpoint.
@@ -273,7 +349,8 @@ impl Registrar {
             never_sent = ?registration.never_sent(),
             "registered the webhook configurations"
         );
-        Ok(())
+        // Last: creates are defaulted in-process only once the webhook backs the policy up.
+        self.apply_defaults(&registration, &inputs.defaults).await
     }
 }
 
