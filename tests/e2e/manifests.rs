@@ -2,15 +2,17 @@
 //! `dryRun=All`), nothing is stored:
 //! - every file of the kustomize base `manifests/base/` on its own (iterated, so files added later
 //!   are covered; `policy.yaml` and kustomization files skipped);
-//! - `webhooks.yaml` as shipped: two configurations with no webhooks (the pods register them);
+//! - `webhooks.yaml` as shipped: two configurations with no webhooks (the pods register them), and
+//!   the binding of the in-process defaults (the pods apply its policy);
 //! - what `kubectl kustomize` (kustomize built into the harness's kubectl) renders for the base,
 //!   both overlays, `manifests/` itself and the kind overlay (`tests/kind/overlay`); cert-manager
 //!   kinds (no CRDs here) are checked field by field instead.
 //!
-//! And what the rendered manifests promise: the webhook configurations come first (so
-//! `kubectl delete -k` unregisters the webhook before removing its pods) and carry no webhooks,
-//! the pods are told to register them, RBAC on webhook configurations is limited by
-//! `resourceNames`, and the self-managed Secret's `ca.crt` follows a CA rotation.
+//! And what the rendered manifests promise: the in-process defaults' binding and the webhook
+//! configurations come first (so `kubectl delete -k` unregisters the webhook before removing its
+//! pods) and carry no webhooks, the pods are told to register them, RBAC on webhook configurations
+//! and the defaults is limited by `resourceNames`, and the self-managed Secret's `ca.crt` follows a
+//! CA rotation.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,6 +151,9 @@ async fn webhooks_manifest_as_shipped_passes_server_side_dry_run() {
     let mut docs = support::yaml_documents(&support::manifests_dir().join("base/webhooks.yaml"));
     for doc in &mut docs {
         doc["metadata"]["name"] = json!("dualstack-webhook-as-shipped");
+        if doc["kind"] == "MutatingAdmissionPolicyBinding" {
+            doc["spec"]["policyName"] = json!("dualstack-webhook-as-shipped");
+        }
     }
     let list = json!({"apiVersion": "v1", "kind": "List", "items": docs});
     let file = support::workdir().join("webhooks-as-shipped.json");
@@ -167,12 +172,13 @@ async fn webhooks_manifest_as_shipped_passes_server_side_dry_run() {
         .as_array()
         .cloned()
         .unwrap_or_else(|| vec![answer.clone()]);
-    assert_eq!(items.len(), 2, "{stdout}");
+    assert_eq!(items.len(), 3, "{stdout}");
     let mut kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
     kinds.sort_unstable();
     assert_eq!(
         kinds,
         [
+            "MutatingAdmissionPolicyBinding",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration"
         ]
@@ -325,6 +331,10 @@ fn check_base_objects(tag: &str, docs: &[Value]) {
         ("Service", "dualstack-webhook"),
         ("MutatingWebhookConfiguration", "dualstack-webhook"),
         ("ValidatingWebhookConfiguration", "dualstack-webhook"),
+        (
+            "MutatingAdmissionPolicyBinding",
+            "dualstack-webhook-defaults",
+        ),
     ] {
         find(docs, kind, name);
     }
@@ -362,12 +372,24 @@ fn check_base_objects(tag: &str, docs: &[Value]) {
 fn check_registration(tag: &str, docs: &[Value]) {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
-        kinds[..2],
+        kinds[..3],
         [
+            "MutatingAdmissionPolicyBinding",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration"
         ],
-        "{tag}: the webhook configurations must come first (delete order): {kinds:?}"
+        "{tag}: the in-process defaults' binding and the webhook configurations must come first \
+         (delete order): {kinds:?}"
+    );
+    let binding = find(
+        docs,
+        "MutatingAdmissionPolicyBinding",
+        "dualstack-webhook-defaults",
+    );
+    assert_eq!(
+        binding["spec"]["paramRef"],
+        json!({"name": "kubernetes", "parameterNotFoundAction": "Allow"}),
+        "{tag}"
     );
     let namespace = kinds.iter().position(|k| *k == "Namespace").unwrap();
     let first_namespaced = docs
@@ -456,6 +478,30 @@ fn check_rbac(tag: &str, docs: &[Value]) {
         "{tag}"
     );
     assert_eq!(strings(&hooks[0]["verbs"]), ["get", "patch"], "{tag}");
+    let policies: Vec<&Value> = cluster_rules
+        .iter()
+        .filter(|r| strings(&r["resources"]).contains(&"mutatingadmissionpolicies".to_owned()))
+        .collect();
+    assert_eq!(
+        policies,
+        [&json!({"apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingadmissionpolicies"], "verbs": ["get", "create", "patch"],
+            "resourceNames": ["dualstack-webhook-defaults"]})],
+        "{tag}"
+    );
+    let bindings: Vec<&Value> = cluster_rules
+        .iter()
+        .filter(|r| {
+            strings(&r["resources"]).contains(&"mutatingadmissionpolicybindings".to_owned())
+        })
+        .collect();
+    assert_eq!(
+        bindings,
+        [&json!({"apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingadmissionpolicybindings"], "verbs": ["get"],
+            "resourceNames": ["dualstack-webhook-defaults"]})],
+        "{tag}"
+    );
     assert_eq!(
         role["rules"],
         json!([{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],

@@ -154,6 +154,15 @@ fn another_namespace_moves_every_namespaced_reference() {
                 s["namespace"] = json!(ns);
             }
         }
+        // The namespaces the in-process defaults leave out: the webhook's own among them.
+        if let Some(values) = doc
+            .pointer_mut("/spec/matchResources/namespaceSelector/matchExpressions/0/values")
+            .and_then(Value::as_array_mut)
+        {
+            for v in values.iter_mut().filter(|v| *v == "dualstack-webhook") {
+                *v = json!(ns);
+            }
+        }
         if let Some(names) = doc
             .pointer_mut("/spec/dnsNames")
             .and_then(Value::as_array_mut)
