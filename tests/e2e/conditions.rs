@@ -45,15 +45,27 @@ pub(crate) struct Arm {
     pub(crate) tag: &'static str,
     /// `--policy` when rendering.
     pub(crate) conditions: bool,
+    /// With the in-process defaults `webhook-configurations --policy` prints after the
+    /// configurations (as `serve --register-webhooks` fills them in), bound to the same namespaces.
+    pub(crate) in_process_defaults: bool,
 }
 
 pub(crate) const WITHOUT: Arm = Arm {
     tag: "cn",
     conditions: false,
+    in_process_defaults: false,
 };
 const WITH: Arm = Arm {
     tag: "cw",
     conditions: true,
+    in_process_defaults: false,
+};
+/// As `serve --register-webhooks` registers the webhook in a cluster: the conditions and the
+/// in-process defaults.
+const SHIPPED: Arm = Arm {
+    tag: "cs",
+    conditions: true,
+    in_process_defaults: true,
 };
 
 impl Arm {
@@ -71,14 +83,15 @@ impl Arm {
 /// conditions of the policy it serves or without conditions.
 pub(crate) async fn register(client: &Client, hook: &Webhook, test: &str, arm: Arm) {
     let (ca, url, name) = (hook.ca_pem(), hook.base_url(), arm.config(test));
-    let mut docs = support::render_webhooks(&Render {
+    let render = Render {
         name: &name,
         base_url: &url,
         ca_pem: &ca,
         failure_policy: Some("Fail"),
         only_namespace: None,
         policy: arm.conditions.then(|| hook.policy()),
-    });
+    };
+    let mut docs = support::render_webhooks(&render);
     let mut conditions = 0;
     for doc in &mut docs {
         for webhook in doc["webhooks"].as_array_mut().into_iter().flatten() {
@@ -95,6 +108,17 @@ pub(crate) async fn register(client: &Client, hook: &Webhook, test: &str, arm: A
         "matchConditions in the configurations rendered {} --policy: {docs:#?}",
         if arm.conditions { "with" } else { "without" }
     );
+    if arm.in_process_defaults {
+        for mut doc in support::render_in_process_defaults(&render) {
+            if doc["kind"] == "MutatingAdmissionPolicyBinding" {
+                support::restrict_namespaces(
+                    &mut doc["spec"]["matchResources"],
+                    json!({"key": OWN_WEBHOOK_LABEL, "operator": "In", "values": [arm.label(test)]}),
+                );
+            }
+            docs.push(doc);
+        }
+    }
     support::apply_webhook_documents(client, docs).await;
 }
 
@@ -121,6 +145,7 @@ pub(crate) fn normalize(text: &str) -> String {
         .replace("e2e-iso-ce-", "e2e-iso-c?-")
         .replace("calls-cn", "calls-c?")
         .replace("calls-cw", "calls-c?")
+        .replace("calls-cs", "calls-c?")
 }
 
 // === requests ===
@@ -1351,15 +1376,15 @@ fn warning_text(header: &str) -> String {
 }
 
 /// One write in both arms of the shipped-policy test: its replies and calls.
-async fn write_both(
+async fn write_each(
     client: &Client,
     hook: &Webhook,
     namespace: &str,
     name: &str,
     step: &Step,
-) -> [Reply; 2] {
+) -> [Reply; 3] {
     let mut out = Vec::new();
-    for arm in [WITHOUT, WITH] {
+    for arm in [WITHOUT, WITH, SHIPPED] {
         let ns = format!("{namespace}-{}", arm.tag);
         let before = reviews(hook);
         let raw = send_step(client, &ns, name, step).await;
@@ -1373,24 +1398,35 @@ async fn write_both(
             calls: [after[0] - before[0], after[1] - before[1]],
         });
     }
-    let [without, with] = <[Reply; 2]>::try_from(out).unwrap();
-    assert_eq!(
+    let replies = <[Reply; 3]>::try_from(out).unwrap();
+    let answer = |r: &Reply| {
         (
-            &without.status,
-            &without.message,
-            &without.stored,
-            &without.warnings
-        ),
-        (&with.status, &with.message, &with.stored, &with.warnings),
+            r.status,
+            r.message.clone(),
+            r.stored.clone(),
+            r.warnings.clone(),
+        )
+    };
+    let [without, with, shipped] = replies.each_ref().map(answer);
+    assert_eq!(
+        without,
+        with,
         "{namespace}/{name} {}: the answer changed with the conditions",
         step.verb()
     );
-    [without, with]
+    assert_eq!(
+        without,
+        shipped,
+        "{namespace}/{name} {}: the answer changed with the in-process defaults",
+        step.verb()
+    );
+    replies
 }
 
 /// Calls per write with the shipped configuration and `manifests/policy.yaml` (issue 17's
-/// done-means), on a webhook of the test's own serving that policy, registered with its conditions
-/// (and, for comparison, without them) on namespaces the driver's configurations skip.
+/// done-means), on a webhook of the test's own serving that policy, registered as shipped (its
+/// conditions and its in-process defaults) and, for comparison, with its conditions only and
+/// without them, on namespaces the driver's configurations skip.
 #[tokio::test]
 #[ignore = "needs the e2e harness: make e2e"]
 async fn shipped_policy_calls_per_write() {
@@ -1398,7 +1434,7 @@ async fn shipped_policy_calls_per_write() {
     let client = support::client().await;
     // `calls-c?` gets the policy's defaults and its prefer-ipv6-first Warn rule; `prod-calls-c?`
     // also its public-lb-dual-stack Deny rule (LoadBalancer and NodePort).
-    for arm in [WITHOUT, WITH] {
+    for arm in [WITHOUT, WITH, SHIPPED] {
         for ns in ["calls", "prod-calls"] {
             let labels = json!({OWN_WEBHOOK_LABEL: arm.label(TEST)});
             support::labelled_namespace(&client, &format!("{ns}-{}", arm.tag), labels).await;
@@ -1408,11 +1444,28 @@ async fn shipped_policy_calls_per_write() {
         "calls-webhook",
         &support::manifests_dir().join("policy.yaml"),
     );
-    for arm in [WITHOUT, WITH] {
+    for arm in [WITHOUT, WITH, SHIPPED] {
         register(&client, &hook, TEST, arm).await;
         support::wait_mutating(&client, &format!("calls-{}", arm.tag), "PreferDualStack").await;
     }
-    for arm in [WITHOUT, WITH] {
+    // The API server's policy informers pick the in-process defaults up on their own time: until
+    // a dry-run create is defaulted with no call to the webhook.
+    let api = support::namespace(&client, &format!("calls-{}", SHIPPED.tag)).await;
+    support::eventually("the in-process defaults applied", || async {
+        let before = reviews(&hook);
+        let dry = kube::api::PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let created = api
+            .create(&dry, &support::service("probe", json!({})))
+            .await
+            .ok()?;
+        let after = reviews(&hook);
+        (support::policy_of(&created) == "PreferDualStack" && after[0] == before[0]).then_some(())
+    })
+    .await;
+    for arm in [WITHOUT, WITH, SHIPPED] {
         for ns in ["calls", "prod-calls"] {
             let ns = format!("{ns}-{}", arm.tag);
             for name in ["unset", "explicit", "v4-first", "lb-single"] {
@@ -1422,7 +1475,7 @@ async fn shipped_policy_calls_per_write() {
     }
 
     // 1. A create that leaves the fields unset: /mutate only, and the policy's defaults stored.
-    let unset = write_both(
+    let unset = write_each(
         &client,
         &hook,
         "calls",
@@ -1434,10 +1487,12 @@ async fn shipped_policy_calls_per_write() {
     assert_eq!(unset[1].calls, [1, 0], "with conditions: {:?}", unset[1]);
     assert_eq!(unset[1].stored, DUAL_V6_FIRST, "{:?}", unset[1]);
     assert!(unset[1].warnings.is_empty(), "{:?}", unset[1]);
+    // As shipped, the defaults are set in-process: no call at all.
+    assert_eq!(unset[2].calls, [0, 0], "as shipped: {:?}", unset[2]);
 
     // 2. A create that sets them itself: at most one call (expected none), stored as sent.
     let spec = json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6", "IPv4"]});
-    let explicit = write_both(
+    let explicit = write_each(
         &client,
         &hook,
         "calls",
@@ -1451,10 +1506,11 @@ async fn shipped_policy_calls_per_write() {
         explicit[1]
     );
     assert_eq!(explicit[1].stored, DUAL_V6_FIRST, "{:?}", explicit[1]);
+    assert_eq!(explicit[2].calls, [0, 0], "as shipped: {:?}", explicit[2]);
 
     // 3. A label-only update: no call; only the label changes.
     let label = Step::Patch(json!({"metadata": {"labels": {"team": "blue"}}}));
-    let relabel = write_both(&client, &hook, "calls", "unset", &label).await;
+    let relabel = write_each(&client, &hook, "calls", "unset", &label).await;
     assert_eq!(
         relabel[0].calls,
         [1, 1],
@@ -1474,15 +1530,17 @@ async fn shipped_policy_calls_per_write() {
         relabel[1]
     );
     assert_ne!(relabel[1].stored, DUAL_V6_FIRST, "the label is stored");
+    assert_eq!(relabel[2].calls, [0, 0], "as shipped: {:?}", relabel[2]);
 
     // 4. Writes that break a rule still reach /validate and get the same answer: IPv4 first
     //    (prefer-ipv6-first, Warn), a single-stack LoadBalancer in prod-* (public-lb-dual-stack,
     //    Deny; every field set, so nothing for /mutate), and a label-only update of the warned
     //    Service (grandfathered: warned again).
     let v4 = Step::Create(svc("v4-first", json!({"ipFamilies": ["IPv4", "IPv6"]})));
-    let warned = write_both(&client, &hook, "calls", "v4-first", &v4).await;
+    let warned = write_each(&client, &hook, "calls", "v4-first", &v4).await;
     assert_eq!(warned[1].status, 201, "{:?}", warned[1]);
     assert!(warned[1].calls[1] == 1, "{:?}", warned[1]);
+    assert_eq!(warned[2].calls, [0, 1], "as shipped: {:?}", warned[2]);
     assert_eq!(
         warned[1]
             .warnings
@@ -1493,8 +1551,9 @@ async fn shipped_policy_calls_per_write() {
             r#"Service "calls-c?/v4-first": rule "prefer-ipv6-first": primary family IPv4 but IPv6 required"#
         ],
     );
-    let regrandfathered = write_both(&client, &hook, "calls", "v4-first", &label).await;
+    let regrandfathered = write_each(&client, &hook, "calls", "v4-first", &label).await;
     assert!(regrandfathered[1].calls[1] == 1, "{:?}", regrandfathered[1]);
+    assert_eq!(regrandfathered[2].calls, [0, 1], "{:?}", regrandfathered[2]);
     assert_eq!(
         regrandfathered[1]
             .warnings
@@ -1508,8 +1567,9 @@ async fn shipped_policy_calls_per_write() {
     let lb_spec =
         json!({"type": "LoadBalancer", "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv6"]});
     let lb = Step::Create(svc("lb-single", lb_spec));
-    let denied = write_both(&client, &hook, "prod-calls", "lb-single", &lb).await;
+    let denied = write_each(&client, &hook, "prod-calls", "lb-single", &lb).await;
     assert_eq!(denied[1].calls, [0, 1], "{:?}", denied[1]);
+    assert_eq!(denied[2].calls, [0, 1], "{:?}", denied[2]);
     assert_eq!(denied[1].status, 403, "{:?}", denied[1]);
     assert_eq!(
         denied[1].message,
@@ -1522,24 +1582,19 @@ async fn shipped_policy_calls_per_write() {
     );
 
     let line = format!(
-        "calls per write with manifests/policy.yaml (mutate+validate), without -> with conditions: \
-         create unset {:?} -> {:?}; create explicit {:?} -> {:?}; label-only patch {:?} -> {:?}; \
-         create IPv4-first (Warn) {:?} -> {:?}; single-stack LoadBalancer in prod-* (Deny) {:?} -> \
-         {:?}; label-only patch of the warned Service {:?} -> {:?}\n",
-        unset[0].calls,
-        unset[1].calls,
-        explicit[0].calls,
-        explicit[1].calls,
-        relabel[0].calls,
-        relabel[1].calls,
-        warned[0].calls,
-        warned[1].calls,
-        denied[0].calls,
-        denied[1].calls,
-        regrandfathered[0].calls,
-        regrandfathered[1].calls,
+        "calls per write with manifests/policy.yaml (mutate+validate), without conditions -> \
+         with conditions -> as shipped (conditions and in-process defaults): create unset {:?}; \
+         create explicit {:?}; label-only patch {:?}; create IPv4-first (Warn) {:?}; single-stack \
+         LoadBalancer in prod-* (Deny) {:?}; label-only patch of the warned Service {:?}\n",
+        unset.each_ref().map(|r| r.calls),
+        explicit.each_ref().map(|r| r.calls),
+        relabel.each_ref().map(|r| r.calls),
+        warned.each_ref().map(|r| r.calls),
+        denied.each_ref().map(|r| r.calls),
+        regrandfathered.each_ref().map(|r| r.calls),
     );
     report("conditions-calls.txt", &line);
     support::delete_webhooks(&client, &WITHOUT.config(TEST)).await;
     support::delete_webhooks(&client, &WITH.config(TEST)).await;
+    support::delete_webhooks(&client, &SHIPPED.config(TEST)).await;
 }

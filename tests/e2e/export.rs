@@ -8,14 +8,19 @@
 //! shapes' policies read namespaces by exact name, `legacy`, `e2e-deny`, which on the main harness
 //! are the driver's), and on it, for each policy of [`SUBJECTS`], the whole corpus of the
 //! conditions test ([`conditions`]: every Service of `tests/fixtures/**` and the e2e suite's
-//! request shapes, CREATE and UPDATE) replayed twice, in the same namespaces, one arm after the
-//! other:
+//! request shapes, CREATE and UPDATE) replayed three times, in the same namespaces, one arm after
+//! the other:
 //!
 //! 1. the webhook arm: a webhook of the test's own serving the policy and watching that harness
 //!    (`--watch-cluster`: its ranges and namespace labels), registered without conditions for the
 //!    namespaces labelled `export-cn`;
-//! 2. its configurations deleted, the namespaces relabelled `export-ce`, the exported arm: `export
-//!    --policy POLICY --service-cidrs <that harness's ranges>`, its bindings restricted to those
+//! 2. its configurations deleted, the namespaces relabelled `export-cd`, the webhook as `serve
+//!    --register-webhooks` registers it: its conditions, and its CREATE defaults in-process (the
+//!    MutatingAdmissionPolicy `webhook-configurations --policy` prints, param that harness's
+//!    `kubernetes` ServiceCIDR); the unset probe must be defaulted without a `/mutate` call
+//!    wherever the webhook arm defaulted it;
+//! 3. those deleted, the namespaces relabelled `export-ce`, the exported arm: `export --policy
+//!    POLICY --service-cidrs <that harness's ranges>`, its bindings restricted to those
 //!    namespaces, and no webhook (a request that reaches it fails the test).
 //!
 //! Each subject maps the corpus's logical namespaces to names its globs and exact names match
@@ -28,7 +33,8 @@
 //! arms, dry-run probes in every namespace must converge to the webhook's answers (the API
 //! server's informers pick the policies and the labels up within a second or two).
 //!
-//! The answers must be the same: status, stored `ipFamilyPolicy`/`ipFamilies`/`clusterIPs` (and
+//! The answers must be the same (arm 2 against arm 1: everything, the same webhook answering what
+//! reaches it): status, stored `ipFamilyPolicy`/`ipFamilies`/`clusterIPs` (and
 //! the rest of the stored view), the rules a denial names, and the rules the warnings name
 //! (grandfathered or not). The messages themselves differ by the API server's prefix ("admission
 //! webhook … denied the request" vs "ValidatingAdmissionPolicy … denied request"), and audit
@@ -37,7 +43,7 @@
 //! why). Pinned IPs: each arm of each subject takes fresh ones from a block of the ranges of its
 //! own ([`Pool::in_block`]).
 //!
-//! No subset: the whole corpus on every shape for every subject takes ~146 s of test on the 2-core
+//! No subset: the whole corpus on every shape for every subject takes ~225 s of test on the 2-core
 //! machine (three harness starts of ~5 s included). Not replayed: `manifests/base/policy.yaml` and
 //! the chart's `files/policy.yaml` (byte for byte `manifests/policy.yaml`, asserted), and the
 //! policies of other tests' own (`tests/fixtures/policy.yaml`, whose rules the conditions policy
@@ -62,6 +68,14 @@ const WEBHOOK: Arm = WITHOUT;
 const EXPORTED: Arm = Arm {
     tag: "ce",
     conditions: false,
+    in_process_defaults: false,
+};
+/// The webhook as `serve --register-webhooks` registers it: its match conditions, and its CREATE
+/// defaults in-process beside it (the binding's param: the harness's `kubernetes` ServiceCIDR).
+const IN_PROCESS: Arm = Arm {
+    tag: "cd",
+    conditions: true,
+    in_process_defaults: true,
 };
 
 /// A cluster shape: a harness of the test's own with these service ranges.
@@ -356,6 +370,47 @@ async fn probe_all(
     out
 }
 
+/// The probes of every namespace and the webhook arm's answers to them.
+struct Probed<'a> {
+    client: &'a Client,
+    hook: &'a Webhook,
+    namespaces: &'a [String],
+    webhook: &'a [(Case, Run)],
+}
+
+impl Probed<'_> {
+    /// Probes until the arm now registered gives the webhook arm's answers and `check` (probe,
+    /// webhook's run, this arm's) finds nothing: the API server's informers pick admission
+    /// objects and labels up within a second or two.
+    async fn converge(
+        &self,
+        what: &str,
+        gap_warnings: &[&str],
+        check: impl Fn(&Case, &Run, &Run) -> Option<&'static str>,
+    ) {
+        let deadline = Instant::now() + support::WAIT;
+        loop {
+            let runs = probe_all(self.client, self.hook, self.namespaces, usize::MAX).await;
+            let mut pending: Vec<String> = Vec::new();
+            for ((probe, webhook), (_, run)) in self.webhook.iter().zip(&runs) {
+                pending.extend(differences(probe, webhook, run, gap_warnings));
+                if let Some(problem) = check(probe, webhook, run) {
+                    pending.push(format!("{}/{}: {problem}", probe.namespace, probe.name));
+                }
+            }
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never gave the webhook's answers to the probes:\n{}",
+                pending.join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
 /// (Re)labels every namespace for `arm`, with the labels its logical namespace's rules read.
 async fn label(client: &Client, namespaces: &BTreeMap<String, String>, arm: Arm) {
     for (ns, logical) in namespaces {
@@ -419,45 +474,71 @@ async fn compare(cluster: &Cluster<'_>, subject: &Subject, n: usize) -> Outcome 
     })
     .await;
     let webhook_probes = probe_all(client, &hook, &names, usize::MAX).await;
-    let mut pool = Pool::in_block(2 * n as u8);
+    let mut pool = Pool::in_block(3 * n as u8);
     let mut webhook_runs = Vec::new();
     for case in &cases {
         webhook_runs
             .push(conditions::replay_in(client, &hook, &in_ns(case), case, &mut pool).await);
     }
 
-    // 2. The export, and no webhook.
+    // 2. The webhook as `serve --register-webhooks` registers it: its conditions, and its CREATE
+    //    defaults in-process (param: this harness's `kubernetes` ServiceCIDR). The same answers,
+    //    and a create the defaults complete never reaches /mutate.
     support::delete_webhooks(client, &WEBHOOK.config(TEST)).await;
+    label(client, &namespaces, IN_PROCESS).await;
+    conditions::register(client, &hook, TEST, IN_PROCESS).await;
+    let probed = Probed {
+        client,
+        hook: &hook,
+        namespaces: &names,
+        webhook: &webhook_probes,
+    };
+    let what = format!(
+        "{} on {}: the webhook with its in-process defaults",
+        subject.policy, cluster.shape.name
+    );
+    probed
+        .converge(&what, &[], |probe, webhook, shipped| {
+            let defaulted = webhook.replies[0].stored.contains("\"PreferDualStack\"");
+            (probe.name == "probe-0" && defaulted && shipped.replies[0].calls[0] != 0)
+                .then_some("not defaulted in-process")
+        })
+        .await;
+    let mut pool = Pool::in_block(3 * n as u8 + 1);
+    let mut mismatches = Vec::new();
+    let mut mutate_calls = [0, 0];
+    for (case, webhook) in cases.iter().zip(&webhook_runs) {
+        let shipped = conditions::replay_in(client, &hook, &in_ns(case), case, &mut pool).await;
+        for (run, calls) in [webhook, &shipped].into_iter().zip(&mut mutate_calls) {
+            *calls += run.replies.iter().map(|r| r.calls[0]).sum::<u32>();
+        }
+        mismatches.extend(
+            differences(case, webhook, &shipped, &[])
+                .into_iter()
+                .map(|m| {
+                    format!(
+                        "{} on {} with in-process defaults: {m}",
+                        subject.policy, cluster.shape.name
+                    )
+                }),
+        );
+    }
+    support::delete_webhooks(client, &IN_PROCESS.config(TEST)).await;
+
+    // 3. The export, and no webhook.
     label(client, &namespaces, EXPORTED).await;
     let (docs, gaps) = exported(&policy, cluster.shape.ranges, n);
     kubectl(&cluster.kubeconfig, "apply", &docs);
-    let deadline = Instant::now() + support::WAIT;
-    loop {
-        let runs = probe_all(client, &hook, &names, usize::MAX).await;
-        let mut pending: Vec<String> = Vec::new();
-        for ((probe, webhook), (_, export)) in webhook_probes.iter().zip(&runs) {
-            pending.extend(differences(probe, webhook, export, subject.gap_warnings));
-            if export.replies[0].calls != [0, 0] {
-                pending.push(format!(
-                    "{}/{}: the webhook was called",
-                    probe.namespace, probe.name
-                ));
-            }
-        }
-        if pending.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} on {}: the exported policies never gave the webhook's answers to the probes:\n{}",
-            subject.policy,
-            cluster.shape.name,
-            pending.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let mut pool = Pool::in_block(2 * n as u8 + 1);
-    let mut mismatches = Vec::new();
+    let what = format!(
+        "{} on {}: the exported policies",
+        subject.policy, cluster.shape.name
+    );
+    probed
+        .converge(&what, subject.gap_warnings, |_, _, export| {
+            (export.replies[0].calls != [0, 0]).then_some("the webhook was called")
+        })
+        .await;
+    let mut pool = Pool::in_block(3 * n as u8 + 2);
     for (case, webhook) in cases.iter().zip(&webhook_runs) {
         let export = conditions::replay_in(client, &hook, &in_ns(case), case, &mut pool).await;
         let calls: u32 = export.replies.iter().map(|r| r.calls[0] + r.calls[1]).sum();
@@ -502,12 +583,15 @@ async fn compare(cluster: &Cluster<'_>, subject: &Subject, n: usize) -> Outcome 
         summary,
         "export: {} on {} ({}): {} cases in {} namespaces, {requests} requests in each arm; the \
          webhook denied {denied}, warned {warned}, defaulted the unset probe to PreferDualStack in \
-         {defaulted} namespaces; rules named: {named:?}; gaps of the export (not compared):\n{gaps}",
+         {defaulted} namespaces; rules named: {named:?}; /mutate calls without conditions {}, as \
+         shipped (conditions and in-process defaults) {}; gaps of the export (not compared):\n{gaps}",
         subject.policy,
         cluster.shape.name,
         cluster.shape.ranges,
         cases.len(),
         names.len(),
+        mutate_calls[0],
+        mutate_calls[1],
     )
     .unwrap();
     Outcome {

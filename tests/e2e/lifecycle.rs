@@ -12,7 +12,8 @@
 //! `--enable-aggregator-routing=true` ([`cluster`]), so it dials a webhook Service at those
 //! endpoints; it also keeps the pods' Secret and ConfigMap volumes in sync with the API server,
 //! as the kubelet does, so an edited policy reaches the running pods' files. [`stream`] creates a
-//! Service every 50 ms in namespace `apps`; [`observer`] reads the two configurations every 50 ms.
+//! Service every 50 ms in namespace `apps`; [`observer`] reads the two configurations and the
+//! in-process defaults (binding and policy) every 50 ms.
 //! [`installer`] holds the operator's commands, verbatim, and checks the README gives them.
 //!
 //! After the upgrade (two replicas: pod 2 and pod 3) each run changes the policy ([`policy`]),
@@ -23,9 +24,13 @@
 //! pod reloads it, and a SingleStack NodePort in `prod-shop`, refused before, is then created
 //! with the warning of the shipped rule `public-lb-dual-stack`.
 //!
-//! What the stored Services show: the cluster is dual-stack IPv4-first, so a Service the webhook
-//! did not mutate is SingleStack `[IPv4]` (the API server's default) and one it mutated carries
-//! the shipped policy's defaults, PreferDualStack `[IPv6, IPv4]` (`manifests/policy.yaml`).
+//! What the stored Services show: the cluster is dual-stack IPv4-first, so a create that left the
+//! fields unset and was not mutated is SingleStack `[IPv4]` (the API server's default) and one
+//! that was carries the shipped policy's defaults, PreferDualStack `[IPv6, IPv4]`
+//! (`manifests/policy.yaml`): set in-process once a pod applied the defaults' policy, by `/mutate`
+//! before that. Every fifth create sets the fields itself, IPv4 first, and is stored as sent;
+//! while the webhook is registered `/validate` is called for it (the `prefer-ipv6-first` rule),
+//! so the webhook is on the write path throughout.
 //!
 //! The API server reads the configurations through an informer, so a create that starts just
 //! after a change may still see the old set: creates within [`INFORMER_LAG`] of a change may go
@@ -161,9 +166,12 @@ async fn lifecycle(name: &str, installer: Installer) {
     tokio::task::block_in_place(|| installer.install(&harness, &work));
     let installed = marks.now("installed");
     observer
-        .wait("configurations created empty", installed, BOUND, |s| {
-            s.both(State::Empty)
-        })
+        .wait(
+            "configurations and in-process defaults' binding created empty",
+            installed,
+            BOUND,
+            |s| s.all(State::Empty),
+        )
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let so_far = stream.snapshot();
@@ -173,7 +181,7 @@ async fn lifecycle(name: &str, installer: Installer) {
         "creates failed after the install, before any pod: {failed:#?}"
     );
     assert!(
-        so_far.iter().all(Write::undefaulted),
+        so_far.iter().all(|w| w.undefaulted() || w.as_sent()),
         "a create was mutated before any pod ran"
     );
     let unfilled: Vec<Sample> = observer
@@ -182,9 +190,9 @@ async fn lifecycle(name: &str, installer: Installer) {
         .filter(|s| s.at > installed && !s.unknown())
         .collect();
     assert!(
-        unfilled.iter().all(|s| s.both(State::Empty)),
+        unfilled.iter().all(|s| s.all(State::Empty)),
         "the configurations must stay empty until a pod registers them: {:?}",
-        unfilled.iter().find(|s| !s.both(State::Empty))
+        unfilled.iter().find(|s| !s.all(State::Empty))
     );
 
     // 2. Pod 1 starts, becomes ready, its endpoint is published; it registers the webhook.
@@ -203,6 +211,13 @@ async fn lifecycle(name: &str, installer: Installer) {
         })
         .await;
     let filled_at = marks.add("configurations filled (first seen)", filled.at);
+    // Then the pod applies the in-process defaults' policy.
+    let (applied, _) = observer
+        .wait("in-process defaults applied", installed, BOUND, |s| {
+            s.all(State::Filled)
+        })
+        .await;
+    let applied_at = marks.add("in-process defaults applied (first seen)", applied.at);
     // Mutation depends on the MutatingWebhookConfiguration alone, which the pod patches first:
     // the last sample that saw it empty.
     let before_filled = last_sample(&observer, filled_at, State::Empty);
@@ -225,7 +240,7 @@ async fn lifecycle(name: &str, installer: Installer) {
     marks.add("pod-2 /readyz 200", ready2);
     let published2 = endpoints.wait_ready("pod-2", BOUND).await;
     marks.add("pod-2 endpoint ready (write started)", published2);
-    let served1 = pod1.mutate_reviews().await;
+    let served1 = pod1.validate_reviews().await;
     endpoints.terminate("pod-1").await;
     pod1.sigterm();
     marks.now("pod-1 deleted (endpoint terminating, SIGTERM)");
@@ -263,10 +278,14 @@ async fn lifecycle(name: &str, installer: Installer) {
         .filter(|s| s.at >= filled_at && !s.unknown())
         .collect();
     assert!(
-        since_fill.iter().all(|s| s.both(State::Filled)),
-        "the configurations lost their webhooks after the fill (rollout or upgrade): {:?} \
-         (upgrade {} after the fill)",
-        since_fill.iter().find(|s| !s.both(State::Filled)),
+        since_fill
+            .iter()
+            .all(|s| s.both(State::Filled) && (s.at < applied_at || s.defaults == State::Filled)),
+        "the configurations lost their webhooks or the in-process defaults their policy after \
+         the fill (rollout or upgrade): {:?} (upgrade {} after the fill)",
+        since_fill.iter().find(
+            |s| !(s.both(State::Filled) && (s.at < applied_at || s.defaults == State::Filled))
+        ),
         signed(upgraded, filled_at)
     );
 
@@ -275,9 +294,12 @@ async fn lifecycle(name: &str, installer: Installer) {
     tokio::task::block_in_place(|| installer.uninstall(&harness, &work));
     marks.now("uninstalled");
     let (gone, _) = observer
-        .wait("configurations deleted", uninstall_at, BOUND, |s| {
-            s.both(State::Absent)
-        })
+        .wait(
+            "configurations and in-process defaults' binding deleted",
+            uninstall_at,
+            BOUND,
+            |s| s.all(State::Absent),
+        )
         .await;
     let gone_at = marks.add("configurations gone (first seen)", gone.at);
     let before_gone = last_sample(&observer, gone_at, State::Filled);
@@ -292,8 +314,7 @@ async fn lifecycle(name: &str, installer: Installer) {
     // Terminating (its finalizer is never removed) and nothing deletes the pods; the test does
     // what the namespace controller, the garbage collector and the kubelet would: delete pods 2
     // and 3.
-    let served2 = pod2.mutate_reviews().await + pod3.mutate_reviews().await;
-    let served2_at = Instant::now();
+    let served2 = pod2.validate_reviews().await + pod3.validate_reviews().await;
     for pod in [&mut pod2, &mut pod3] {
         endpoints.terminate(&pod.name).await;
         pod.sigterm();
@@ -340,20 +361,22 @@ async fn lifecycle(name: &str, installer: Installer) {
     );
     verdict(&marks, &phases, &writes);
     // The API server really called the pods: pod 1 before its deletion, and pods 2 and 3 — the
-    // only ones left — for every create mutated after pod 1 exited.
+    // only ones left — for every create that set its fields IPv4 first while registered after
+    // pod 1 exited (`/validate`; the others' defaults are set in-process, no call).
     let after_pod1: usize = writes
         .iter()
-        .filter(|w| w.defaulted() && w.start > pod1_exited && w.end < served2_at)
+        .filter(|w| w.as_sent() && w.start > pod1_exited + INFORMER_LAG && w.end < uninstall_at)
         .count();
     eprintln!(
-        "lifecycle {name}: /mutate CREATE reviews: pod-1 {served1} before its SIGTERM, pods 2 \
-         and 3 {served2} before their SIGTERM ({after_pod1} creates mutated after pod-1 exited)"
+        "lifecycle {name}: /validate CREATE reviews: pod-1 {served1} before its SIGTERM, pods 2 \
+         and 3 {served2} before their SIGTERM ({after_pod1} IPv4-first creates while registered \
+         after pod-1 exited)"
     );
     assert!(served1 > 0.0, "pod-1 never served a review");
     assert!(
         served2 >= after_pod1 as f64 && after_pod1 > 0,
-        "pods 2 and 3 served {served2} reviews, but {after_pod1} creates were mutated after \
-         pod-1 exited"
+        "pods 2 and 3 served {served2} reviews, but {after_pod1} IPv4-first creates were made \
+         while registered after pod-1 exited"
     );
     for pod in [&pod1, &pod2, &pod3] {
         assert!(
@@ -592,7 +615,7 @@ fn verdict(marks: &Marks, p: &Phases, writes: &[Write]) {
     );
     let odd: Vec<String> = writes
         .iter()
-        .filter(|w| !w.defaulted() && !w.undefaulted())
+        .filter(|w| !w.defaulted() && !w.undefaulted() && !w.as_sent())
         .map(describe)
         .collect();
     assert!(
@@ -602,7 +625,11 @@ fn verdict(marks: &Marks, p: &Phases, writes: &[Write]) {
     );
     let wrong =
         |phase: &str, in_phase: &dyn Fn(&Write) -> bool, ok: &dyn Fn(&Write) -> bool, min| {
-            let all: Vec<&Write> = writes.iter().filter(|w| in_phase(w)).collect();
+            // The phases decide only what the creates that left the fields unset get.
+            let all: Vec<&Write> = writes
+                .iter()
+                .filter(|w| !w.checked && in_phase(w))
+                .collect();
             let bad: Vec<String> = all.iter().filter(|w| !ok(w)).map(|w| describe(w)).collect();
             assert!(
                 bad.is_empty(),

@@ -19,8 +19,9 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 
@@ -325,8 +326,53 @@ fn yaml_documents_of(text: &str, source: &str) -> Vec<Value> {
 
 /// What `dualstack-webhook webhook-configurations --url [--policy]` prints (the configurations the
 /// webhook registers, sent to a URL, with the policy's `matchConditions`), with [`Render`]'s
-/// overrides.
+/// overrides; without the in-process defaults that follow them ([`render_in_process_defaults`]):
+/// the suite tests the webhook itself.
 pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
+    let mut docs = rendered(r);
+    docs.retain(|d| {
+        d["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("WebhookConfiguration")
+    });
+    docs
+}
+
+/// The in-process defaults `webhook-configurations --policy` prints after the configurations (a
+/// MutatingAdmissionPolicy and its binding), named `<Render::name>-defaults`; restricted to
+/// [`Render::only_namespace`] when set.
+pub(crate) fn render_in_process_defaults(r: &Render<'_>) -> Vec<Value> {
+    assert!(r.policy.is_some(), "the in-process defaults need --policy");
+    let name = json!(format!("{}-defaults", r.name));
+    let mut docs = rendered(r);
+    docs.retain(|d| {
+        d["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("MutatingAdmissionPolicy")
+    });
+    assert_eq!(
+        docs.len(),
+        2,
+        "MutatingAdmissionPolicy and binding: {docs:#?}"
+    );
+    for doc in &mut docs {
+        doc["metadata"]["name"] = name.clone();
+        if doc["kind"] == "MutatingAdmissionPolicyBinding" {
+            doc["spec"]["policyName"] = name.clone();
+            if let Some(ns) = r.only_namespace {
+                restrict_namespaces(
+                    &mut doc["spec"]["matchResources"],
+                    json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}),
+                );
+            }
+        }
+    }
+    docs
+}
+
+fn rendered(r: &Render<'_>) -> Vec<Value> {
     let dir = workdir().join("rendered-webhooks");
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join(format!("{}-{}.crt", r.name, std::process::id()));
@@ -431,19 +477,41 @@ pub(crate) async fn apply_webhook_documents(client: &Client, docs: Vec<Value>) {
                     .await
                     .expect("apply ValidatingWebhookConfiguration");
             }
+            Some("MutatingAdmissionPolicy" | "MutatingAdmissionPolicyBinding") => {
+                let api = admission_policy_api(client, doc["kind"].as_str().unwrap()).await;
+                let obj: DynamicObject = serde_json::from_value(doc).unwrap();
+                api.patch(&name, &params, &Patch::Apply(&obj))
+                    .await
+                    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+            }
             other => panic!("unexpected kind {other:?} from webhook-configurations"),
         }
     }
 }
 
-/// Deletes both configurations named `name` (absent is fine).
+/// The API of an admissionregistration.k8s.io/v1 kind, through discovery.
+async fn admission_policy_api(client: &Client, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+    Api::all_with(client.clone(), &resource)
+}
+
+/// Deletes both configurations named `name` and the in-process defaults `<name>-defaults`
+/// (absent is fine).
 pub(crate) async fn delete_webhooks(client: &Client, name: &str) {
     let dp = kube::api::DeleteParams::default();
     let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let defaults = format!("{name}-defaults");
+    let policy = admission_policy_api(client, "MutatingAdmissionPolicy").await;
+    let binding = admission_policy_api(client, "MutatingAdmissionPolicyBinding").await;
     for r in [
         m.delete(name, &dp).await.map(|_| ()),
         v.delete(name, &dp).await.map(|_| ()),
+        binding.delete(&defaults, &dp).await.map(|_| ()),
+        policy.delete(&defaults, &dp).await.map(|_| ()),
     ] {
         match r {
             Ok(()) | Err(kube::Error::Api(_)) => {}

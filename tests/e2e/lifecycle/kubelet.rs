@@ -257,12 +257,12 @@ impl Pod {
         http_status(self.admin, "/readyz").await
     }
 
-    /// The `/mutate` CREATE reviews it has answered (`dualstack_webhook_reviews_total`).
-    pub(super) async fn mutate_reviews(&self) -> f64 {
+    /// The `/validate` CREATE reviews it has answered (`dualstack_webhook_reviews_total`).
+    pub(super) async fn validate_reviews(&self) -> f64 {
         support::metric(
             &self.metrics().await,
             "dualstack_webhook_reviews_total{",
-            &["endpoint=\"mutate\"", "operation=\"CREATE\""],
+            &["endpoint=\"validate\"", "operation=\"CREATE\""],
         )
     }
 

@@ -1,6 +1,6 @@
-//! Watches the two admission configurations the way an operator's `kubectl get` would, every
-//! [`POLL`], and keeps every sample's state with its instant: when they were filled and when they
-//! were gone is then known to within a poll.
+//! Watches the two admission configurations and the in-process defaults (binding and policy) the
+//! way an operator's `kubectl get` would, every [`POLL`], and keeps every sample's state with its
+//! instant: when they were filled and when they were gone is then known to within a poll.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Client};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -29,12 +30,15 @@ pub(super) enum State {
     Unknown,
 }
 
-/// One sample: when both reads ended, (mutating, validating).
+/// One sample: when the reads ended, (mutating, validating), and the in-process defaults:
+/// `Absent` without their binding, `Empty` with the binding alone, `Filled` with the policy
+/// a pod applies too.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Sample {
     pub(super) at: Instant,
     pub(super) mutating: State,
     pub(super) validating: State,
+    pub(super) defaults: State,
 }
 
 impl Sample {
@@ -44,7 +48,12 @@ impl Sample {
 
     /// A read failed: the sample says nothing.
     pub(super) fn unknown(&self) -> bool {
-        self.mutating == State::Unknown || self.validating == State::Unknown
+        [self.mutating, self.validating, self.defaults].contains(&State::Unknown)
+    }
+
+    /// The configurations and the in-process defaults all in `state`.
+    pub(super) fn all(&self, state: State) -> bool {
+        self.both(state) && self.defaults == state
     }
 }
 
@@ -135,15 +144,42 @@ async fn poll(
     stop: Arc<AtomicBool>,
 ) {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client);
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let defaults = |kind: &str, plural: &str| -> Api<DynamicObject> {
+        let resource = ApiResource {
+            group: "admissionregistration.k8s.io".to_owned(),
+            version: "v1".to_owned(),
+            api_version: "admissionregistration.k8s.io/v1".to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        };
+        Api::all_with(client.clone(), &resource)
+    };
+    let binding = defaults(
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+    );
+    let policy = defaults("MutatingAdmissionPolicy", "mutatingadmissionpolicies");
+    let defaults_name = format!("{name}-defaults");
     while !stop.load(Ordering::SeqCst) {
-        let (m, v) = tokio::join!(mutating.get_opt(&name), validating.get_opt(&name));
+        let (m, v, b, p) = tokio::join!(
+            mutating.get_opt(&name),
+            validating.get_opt(&name),
+            binding.get_opt(&defaults_name),
+            policy.get_opt(&defaults_name)
+        );
         let m = m.map(|o| o.map(|c| serde_json::to_value(c).unwrap()));
         let v = v.map(|o| o.map(|c| serde_json::to_value(c).unwrap()));
         let sample = Sample {
             at: Instant::now(),
             mutating: state(&m),
             validating: state(&v),
+            defaults: match (b, p) {
+                (Ok(None), _) => State::Absent,
+                (Ok(Some(_)), Ok(None)) => State::Empty,
+                (Ok(Some(_)), Ok(Some(_))) => State::Filled,
+                _ => State::Unknown,
+            },
         };
         if sample.both(State::Filled) {
             let mut first = filled.lock().unwrap();

@@ -162,6 +162,10 @@ pub(super) async fn rollout(
         // `webhook-configurations --policy` prints for it.
         wait_conditions(admin, file).await;
         marks.now(&format!("policy {label}: its match conditions registered"));
+        // And its in-process defaults (the new rule's RequireDualStack), once the API server's
+        // policy informer has them: until then a create gets the previous policy's defaults.
+        wait_in_process_defaults(admin).await;
+        marks.now(&format!("policy {label}: its in-process defaults applied"));
 
         // A compliant create: the rule's default makes it RequireDualStack.
         let ok = support::create_with_warnings(
@@ -237,6 +241,13 @@ async fn wait_conditions(admin: &Client, policy: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until a dry-run create in [`STRICT`] gets the new rule's default: the replicas applied
+/// the new policy's in-process defaults and the API server's policy informer has them (with the
+/// previous ones a create gets PreferDualStack, and no webhook call then sets RequireDualStack).
+async fn wait_in_process_defaults(admin: &Client) {
+    support::wait_mutating(admin, STRICT, "RequireDualStack").await;
 }
 
 /// Lint's output: exit 0, no error, no warning.
@@ -602,7 +613,8 @@ pub(super) async fn kustomize_overlay(
     assert_lint_clean(&lint, installer::KUSTOMIZE_POLICY_LINT);
 
     // What the overlay renders (kustomize's default load restrictor: the base overlay is a
-    // directory outside it, which that allows): the configurations first, the policy replaced.
+    // directory outside it, which that allows): the defaults' binding and the configurations first,
+    // the policy replaced.
     let render = format!("kubectl kustomize {overlay}");
     let out =
         tokio::task::block_in_place(|| installer::output_kustomize_dir(harness, work, &render));
@@ -616,13 +628,14 @@ pub(super) async fn kustomize_overlay(
     let docs = support::yaml_documents(&rendered);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
-        kinds[..2],
+        kinds[..3],
         [
+            "MutatingAdmissionPolicyBinding",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration"
         ],
-        "{render}: the webhook configurations must come first (`kubectl delete -k` order): \
-         {kinds:?}"
+        "{render}: the in-process defaults' binding and the webhook configurations must come \
+         first (`kubectl delete -k` order): {kinds:?}"
     );
     let policies: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ConfigMap").collect();
     assert_eq!(policies.len(), 1, "{render}: {kinds:?}");

@@ -1,6 +1,7 @@
-//! The emergency runbook on a running install: the configurations deleted (writes go through
-//! unchecked at once, the pods keep running and never re-create them), then re-created empty by
-//! the installer's apply and filled again by the same running pod, without a restart.
+//! The emergency runbook on a running install: the configurations deleted (writes no longer reach
+//! the webhook at once, the pods keep running and never re-create them; the in-process defaults,
+//! which cannot fail a write, stay), then re-created empty by the installer's apply and filled
+//! again by the same running pod, without a restart.
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +38,10 @@ async fn configurations_re_created_empty_are_filled_again_without_a_restart() {
         .wait("registered", start, BOUND, |s| s.both(State::Filled))
         .await;
     assert_eq!(created_policy(&apps, "registered").await, "PreferDualStack");
+    assert!(validated(&apps, &pod, "registered-v4").await);
 
-    // 1. Unregister: writes work unchecked at once; the running pod does not re-create them.
+    // 1. Unregister: writes no longer reach the webhook; the running pod does not re-create the
+    //    configurations.
     let unregistered = Instant::now();
     tokio::task::block_in_place(|| {
         installer::run_kustomize_dir(&harness, &work, installer::EMERGENCY_UNREGISTER);
@@ -59,7 +62,12 @@ async fn configurations_re_created_empty_are_filled_again_without_a_restart() {
         "a running pod re-created a deleted configuration: {:?}",
         since.iter().find(|s| !s.both(State::Absent))
     );
-    assert_eq!(created_policy(&apps, "unregistered").await, "SingleStack");
+    assert!(!validated(&apps, &pod, "unregistered-v4").await);
+    // The in-process defaults stay (their policy runs in the API server, `failurePolicy: Ignore`).
+    assert_eq!(
+        created_policy(&apps, "unregistered").await,
+        "PreferDualStack"
+    );
 
     // 3. Re-create them empty: the same running pod fills them again.
     let reapplied = Instant::now();
@@ -83,11 +91,25 @@ async fn configurations_re_created_empty_are_filled_again_without_a_restart() {
         pod.log()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(validated(&apps, &pod, "re-registered-v4").await);
     assert_eq!(
         created_policy(&apps, "re-registered").await,
         "PreferDualStack"
     );
     observer.stop();
+}
+
+/// Whether a create that sets its fields IPv4 first (which the shipped policy's
+/// `prefer-ipv6-first` rule flags) reached the pod's `/validate`.
+async fn validated(
+    api: &kube::Api<k8s_openapi::api::core::v1::Service>,
+    pod: &Pod,
+    name: &str,
+) -> bool {
+    let before = pod.validate_reviews().await;
+    let spec = json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]});
+    support::create(api, &support::service(name, spec)).await;
+    pod.validate_reviews().await > before
 }
 
 /// The `ipFamilyPolicy` a Service created with no dual-stack fields is stored with.

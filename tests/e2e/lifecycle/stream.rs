@@ -1,6 +1,10 @@
 //! The write stream: one Service create every [`EVERY`] through an admin client for the whole
 //! lifecycle, each recorded with its start and end, success or error, and the dual-stack fields
-//! the API server stored.
+//! the API server stored. Most leave the dual-stack fields unset (the policy's defaults, in-process
+//! or by `/mutate`, decide what is stored); every [`CHECKED_EVERY`]th sets them itself, IPv4
+//! first, which the policies' `prefer-ipv6-first` rule flags: a write `/validate` is called for
+//! while the webhook is registered (Warn or Audit, never refused), so the webhook stays on the
+//! write path the whole time and a failure to answer it would fail a create.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +20,8 @@ use crate::support;
 
 /// A create starts every 50 ms, or as soon as the previous one ends if it took longer.
 pub(super) const EVERY: Duration = Duration::from_millis(50);
+/// Every this many creates, one sets the fields itself (IPv4 first).
+const CHECKED_EVERY: usize = 5;
 /// A create that has not ended by then is a failure (the webhook's timeout is 5 s).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -23,6 +29,8 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub(super) struct Write {
     pub(super) name: String,
+    /// Whether it set the fields itself, IPv4 first (else it left them unset).
+    pub(super) checked: bool,
     pub(super) start: Instant,
     pub(super) end: Instant,
     /// The stored (ipFamilyPolicy, ipFamilies), or the error.
@@ -30,17 +38,27 @@ pub(super) struct Write {
 }
 
 impl Write {
-    /// Created with the shipped policy's defaults: the webhook mutated it.
+    /// A create that left the fields unset, created with the shipped policy's defaults (the
+    /// in-process defaults or the webhook set them).
     pub(super) fn defaulted(&self) -> bool {
-        matches!(&self.outcome, Ok((policy, families))
+        !self.checked
+            && matches!(&self.outcome, Ok((policy, families))
             if policy == "PreferDualStack" && *families == support::fams(&["IPv6", "IPv4"]))
     }
 
-    /// Created as the API server defaults a Service that says nothing on this cluster:
-    /// SingleStack on its primary family. The webhook did not mutate it.
+    /// A create that left the fields unset, created as the API server defaults a Service that
+    /// says nothing on this cluster: SingleStack on its primary family. Nothing set them.
     pub(super) fn undefaulted(&self) -> bool {
-        matches!(&self.outcome, Ok((policy, families))
+        !self.checked
+            && matches!(&self.outcome, Ok((policy, families))
             if policy == "SingleStack" && *families == support::fams(&["IPv4"]))
+    }
+
+    /// A create that set the fields itself, stored as sent.
+    pub(super) fn as_sent(&self) -> bool {
+        self.checked
+            && matches!(&self.outcome, Ok((policy, families))
+            if policy == "PreferDualStack" && *families == support::fams(&["IPv4", "IPv6"]))
     }
 
     pub(super) fn failed(&self) -> bool {
@@ -103,7 +121,13 @@ async fn run(
     while !stop.load(Ordering::SeqCst) {
         tick.tick().await;
         let name = format!("{prefix}-{i}");
-        let svc = support::service(&name, json!({}));
+        let checked = i % CHECKED_EVERY == CHECKED_EVERY - 1;
+        let spec = if checked {
+            json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]})
+        } else {
+            json!({})
+        };
+        let svc = support::service(&name, spec);
         let start = Instant::now();
         let result =
             tokio::time::timeout(CREATE_TIMEOUT, api.create(&PostParams::default(), &svc)).await;
@@ -119,6 +143,7 @@ async fn run(
         };
         writes.lock().unwrap().push(Write {
             name,
+            checked,
             start,
             end,
             outcome,
