@@ -9,9 +9,14 @@
 //! - `MAP`: `bench/mutating-admission-policy.yaml`, the webhook's defaults in-process;
 //! - `do-nothing`: a webhook with the empty policy (allowed, no patch), registered without
 //!   matchConditions: the floor of the webhook mechanism, two calls per write;
-//! - `shipped`: a webhook with `manifests/policy.yaml`, registered with the matchConditions
-//!   `webhook-configurations --policy` generates from it;
-//! - `shipped-unconditioned`: the same webhook registered without them (what shipped before);
+//! - `shipped`: a webhook with `manifests/policy.yaml`, registered as `webhook-configurations
+//!   --policy` prints it and `serve --register-webhooks` registers it with the manifests: the
+//!   matchConditions generated from the policy, and its CREATE defaults as an in-process
+//!   MutatingAdmissionPolicy (param: the `kubernetes` ServiceCIDR);
+//! - `conditions-only`: the same webhook with its conditions, without the in-process defaults
+//!   (what shipped before them);
+//! - `shipped-unconditioned`: the same webhook registered without either (what shipped before the
+//!   conditions);
 //! - `exported`: `examples/admission-policies/policy.yaml`, the shipped policy as `export` writes
 //!   it (MutatingAdmissionPolicy + ValidatingAdmissionPolicies), in-process, no webhook.
 //!
@@ -82,16 +87,18 @@ enum Arm {
     Map,
     DoNothing,
     Shipped,
+    ConditionsOnly,
     ShippedUnconditioned,
     Exported,
 }
 
-const ARMS: [Arm; 7] = [
+const ARMS: [Arm; 8] = [
     Arm::None,
     Arm::Explicit,
     Arm::Map,
     Arm::DoNothing,
     Arm::Shipped,
+    Arm::ConditionsOnly,
     Arm::ShippedUnconditioned,
     Arm::Exported,
 ];
@@ -111,6 +118,7 @@ impl Arm {
             Arm::Map => "MAP",
             Arm::DoNothing => "do-nothing",
             Arm::Shipped => "shipped",
+            Arm::ConditionsOnly => "conditions-only",
             Arm::ShippedUnconditioned => "shipped-unconditioned",
             Arm::Exported => "exported",
         }
@@ -130,7 +138,11 @@ impl Arm {
     fn defaults(self) -> bool {
         matches!(
             self,
-            Arm::Map | Arm::Shipped | Arm::ShippedUnconditioned | Arm::Exported
+            Arm::Map
+                | Arm::Shipped
+                | Arm::ConditionsOnly
+                | Arm::ShippedUnconditioned
+                | Arm::Exported
         )
     }
 
@@ -138,16 +150,17 @@ impl Arm {
     fn hook(self) -> Option<Hook> {
         match self {
             Arm::DoNothing => Some(Hook::DoNothing),
-            Arm::Shipped | Arm::ShippedUnconditioned => Some(Hook::Shipped),
+            Arm::Shipped | Arm::ConditionsOnly | Arm::ShippedUnconditioned => Some(Hook::Shipped),
             Arm::None | Arm::Explicit | Arm::Map | Arm::Exported => None,
         }
     }
 
-    /// What the probes see once the API server applies this arm's objects.
+    /// What the probes see once the API server applies this arm's objects (with the defaults
+    /// in-process, /mutate is not called).
     fn seen(self) -> Seen {
         let mut called = [(false, false); 2];
         if let Some(hook) = self.hook() {
-            called[hook as usize] = (true, true);
+            called[hook as usize] = (self != Arm::Shipped, true);
         }
         Seen {
             defaulted: self.defaults(),
@@ -185,7 +198,7 @@ impl Arm {
 /// order (shipped always right after do-nothing, shipped-unconditioned right after shipped), the
 /// shipped creates came out slower than shipped-unconditioned's in two invocations of three,
 /// despite one webhook call fewer.
-fn order(block: usize) -> [Arm; 7] {
+fn order(block: usize) -> [Arm; 8] {
     let mut arms = ARMS;
     arms.rotate_left(block % ARMS.len());
     if block % 2 == 1 {
@@ -269,16 +282,28 @@ impl Object {
     }
 }
 
-/// What `webhook-configurations --url` prints for `hook` under `name`, with `--policy` when given.
-fn configurations(hook: &Webhook, name: &str, policy: Option<&Path>) -> Vec<Value> {
-    support::render_webhooks(&Render {
+/// What `webhook-configurations --url` prints for `hook` under `name`, with `--policy` when given:
+/// the configurations, and with `in_process` the in-process defaults that follow them.
+fn configurations(
+    hook: &Webhook,
+    name: &str,
+    policy: Option<&Path>,
+    in_process: bool,
+) -> Vec<Value> {
+    let (base_url, ca_pem) = (hook.base_url(), hook.ca_pem());
+    let render = Render {
         name,
-        base_url: &hook.base_url(),
-        ca_pem: &hook.ca_pem(),
+        base_url: &base_url,
+        ca_pem: &ca_pem,
         failure_policy: None,
         only_namespace: None,
         policy,
-    })
+    };
+    let mut docs = support::render_webhooks(&render);
+    if in_process {
+        docs.extend(support::render_in_process_defaults(&render));
+    }
+    docs
 }
 
 struct Bench {
@@ -318,15 +343,24 @@ impl Bench {
             ),
             (
                 Arm::DoNothing,
-                configurations(&do_nothing, "bench-do-nothing", None),
+                configurations(&do_nothing, "bench-do-nothing", None, false),
             ),
             (
                 Arm::Shipped,
-                configurations(&shipped, "bench-shipped", Some(&shipped_policy)),
+                configurations(&shipped, "bench-shipped", Some(&shipped_policy), true),
+            ),
+            (
+                Arm::ConditionsOnly,
+                configurations(
+                    &shipped,
+                    "bench-conditions-only",
+                    Some(&shipped_policy),
+                    false,
+                ),
             ),
             (
                 Arm::ShippedUnconditioned,
-                configurations(&shipped, "bench-shipped-unconditioned", None),
+                configurations(&shipped, "bench-shipped-unconditioned", None, false),
             ),
             (
                 Arm::Exported,
@@ -767,7 +801,11 @@ impl Run {
                     assert_eq!(calls, (0.0, 0.0), "{what}");
                 }
                 Arm::DoNothing | Arm::ShippedUnconditioned => assert_eq!(calls, (n, n), "{what}"),
-                Arm::Shipped => assert!(calls.0 <= n && calls.1 <= n, "{what}: {calls:?}"),
+                Arm::ConditionsOnly => {
+                    assert!(calls.0 <= n && calls.1 <= n, "{what}: {calls:?}")
+                }
+                // The defaults in-process: no /mutate call; /validate only where a rule may fire.
+                Arm::Shipped => assert!(calls.0 == 0.0 && calls.1 <= n, "{what}: {calls:?}"),
             }
             if arm == Arm::Map {
                 let want = if op == Op::Create { n } else { 0.0 };
