@@ -705,6 +705,7 @@ async fn idle_connections_to_the_admin_port_are_closed_after_their_timeouts() {
     let mut open = 0;
     let mut quickest = Duration::MAX;
     let mut slowest = Duration::ZERO;
+    let mut last = Duration::ZERO;
     for conn in conns {
         let (kind, connected, got, closed) = bounded("an idle client", conn).await.unwrap();
         let got = String::from_utf8_lossy(&got);
@@ -720,7 +721,8 @@ async fn idle_connections_to_the_admin_port_are_closed_after_their_timeouts() {
         match closed {
             Some(at) => {
                 quickest = quickest.min(at - connected);
-                slowest = slowest.max(at - started);
+                slowest = slowest.max(at - connected);
+                last = last.max(at - started);
             }
             None => open += 1,
         }
@@ -731,10 +733,11 @@ async fn idle_connections_to_the_admin_port_are_closed_after_their_timeouts() {
     );
     assert_eq!(open, 0, "idle connections held past {BOUND:?}");
     eprintln!(
-        "none closed sooner than {quickest:?} after connecting, the last {slowest:?} after the \
+        "each closed {quickest:?} to {slowest:?} after connecting, the last {last:?} after the \
          first connected"
     );
-    // None closed before the timeout, and all soon after it.
+    // None closed before the timeout, and each soon after it (measured from its own connect:
+    // opening the 400 takes a while on a busy machine).
     assert!(
         quickest >= timeout - Duration::from_millis(50),
         "{quickest:?}"
