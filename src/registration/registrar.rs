@@ -26,6 +26,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use rustls::pki_types::UnixTime;
 use serde_json::json;
@@ -223,14 +224,11 @@ impl Registrar {
 
     /// The API of a kind of the in-process defaults (admissionregistration.k8s.io/v1, 1.36+).
     fn defaults_api(&self, (kind, plural): (&str, &str)) -> Api<DynamicObject> {
-        let resource = ApiResource {
-            group: "admissionregistration.k8s.io".to_owned(),
-            version: "v1".to_owned(),
-            api_version: "admissionregistration.k8s.io/v1".to_owned(),
-            kind: kind.to_owned(),
-            plural: plural.to_owned(),
-        };
-        Api::all_with(self.client.clone(), &resource)
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        Api::all_with(
+            self.client.clone(),
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        )
     }
 
     /// Applies the in-process defaults' policy where its binding exists (owned by it).

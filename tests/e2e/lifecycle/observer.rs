@@ -10,6 +10,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use kube::api::{ApiResource, DynamicObject};
+use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -145,21 +146,12 @@ async fn poll(
 ) {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let defaults = |kind: &str, plural: &str| -> Api<DynamicObject> {
-        let resource = ApiResource {
-            group: "admissionregistration.k8s.io".to_owned(),
-            version: "v1".to_owned(),
-            api_version: "admissionregistration.k8s.io/v1".to_owned(),
-            kind: kind.to_owned(),
-            plural: plural.to_owned(),
-        };
-        Api::all_with(client.clone(), &resource)
+    let defaults = |kind: &str| -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
     };
-    let binding = defaults(
-        "MutatingAdmissionPolicyBinding",
-        "mutatingadmissionpolicybindings",
-    );
-    let policy = defaults("MutatingAdmissionPolicy", "mutatingadmissionpolicies");
+    let binding = defaults("MutatingAdmissionPolicyBinding");
+    let policy = defaults("MutatingAdmissionPolicy");
     let defaults_name = format!("{name}-defaults");
     while !stop.load(Ordering::SeqCst) {
         let (m, v, b, p) = tokio::join!(
