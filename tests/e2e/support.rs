@@ -329,14 +329,7 @@ fn yaml_documents_of(text: &str, source: &str) -> Vec<Value> {
 /// overrides; without the in-process defaults that follow them ([`render_in_process_defaults`]):
 /// the suite tests the webhook itself.
 pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
-    let mut docs = rendered(r);
-    docs.retain(|d| {
-        d["kind"]
-            .as_str()
-            .unwrap_or_default()
-            .ends_with("WebhookConfiguration")
-    });
-    docs
+    rendered_of_kind(r, |kind| kind.ends_with("WebhookConfiguration"))
 }
 
 /// The in-process defaults `webhook-configurations --policy` prints after the configurations (a
@@ -345,13 +338,7 @@ pub(crate) fn render_webhooks(r: &Render<'_>) -> Vec<Value> {
 pub(crate) fn render_in_process_defaults(r: &Render<'_>) -> Vec<Value> {
     assert!(r.policy.is_some(), "the in-process defaults need --policy");
     let name = json!(format!("{}-defaults", r.name));
-    let mut docs = rendered(r);
-    docs.retain(|d| {
-        d["kind"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("MutatingAdmissionPolicy")
-    });
+    let mut docs = rendered_of_kind(r, |kind| kind.starts_with("MutatingAdmissionPolicy"));
     assert_eq!(
         docs.len(),
         2,
@@ -369,6 +356,13 @@ pub(crate) fn render_in_process_defaults(r: &Render<'_>) -> Vec<Value> {
             }
         }
     }
+    docs
+}
+
+/// The documents `webhook-configurations` prints for `r` whose kind `keep` accepts.
+fn rendered_of_kind(r: &Render<'_>, keep: impl Fn(&str) -> bool) -> Vec<Value> {
+    let mut docs = rendered(r);
+    docs.retain(|d| keep(d["kind"].as_str().unwrap_or_default()));
     docs
 }
 

@@ -494,6 +494,18 @@ mod evaluated {
         out
     }
 
+    /// The engine's input for a request with this object and stored object: an UPDATE when
+    /// there is one, else a CREATE.
+    fn engine_input(object: &Value, old: Option<&Value>) -> (Service, Option<Service>, Operation) {
+        let service = |v: &Value| serde_json::from_value(v.clone()).unwrap();
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
+        (service(object), old.map(service), operation)
+    }
+
     /// The namespace's labels (`tier: web` when `web_tier`) and the cluster the engine sees.
     fn cluster_of(
         namespace: &str,
@@ -726,9 +738,7 @@ mod evaluated {
             let Some(object) = stored(&object, old.as_ref(), &real) else {
                 return Ok(());
             };
-            let svc: Service = serde_json::from_value(object.clone()).unwrap();
-            let old_svc: Option<Service> = old.clone().map(|o| serde_json::from_value(o).unwrap());
-            let operation = if old.is_some() { Operation::Update } else { Operation::Create };
+            let (svc, old_svc, operation) = engine_input(&object, old.as_ref());
             let decision = engine::validate(&policy, &cluster, &Request {
                 operation,
                 namespace,
@@ -801,12 +811,10 @@ mod evaluated {
                 }
                 None => (json!({"metadata": {"name": "kubernetes"}, "spec": {}}), None),
             };
-            let svc: Service = serde_json::from_value(object.clone()).unwrap();
             let (ns_labels, cluster) = cluster_of(namespace, web_tier, ranges.clone());
             // A CREATE, or an ExternalName Service becoming this one (allocated like a create).
             let old: Option<Value> = from_external_name.then(|| json!({"metadata": {"name": "svc"}, "spec": {"type": "ExternalName", "externalName": "x.example"}}));
-            let old_svc: Option<Service> = old.clone().map(|o| serde_json::from_value(o).unwrap());
-            let operation = if old.is_some() { Operation::Update } else { Operation::Create };
+            let (svc, old_svc, operation) = engine_input(&object, old.as_ref());
             let m = engine::mutate(&policy, &cluster, &Request {
                 operation,
                 namespace,
