@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
-use serde_json::Value;
+use serde::Serialize;
 
 use object::RawObject;
 
@@ -135,7 +135,7 @@ pub fn review(
     let (response, outcome, summary) = match decide(endpoint, request, policy, cluster)? {
         Decided::PassThrough(warnings) => pass_through(response, warnings, summary),
         Decided::Engine { decision, has_spec } => {
-            respond(endpoint, response, &decision, has_spec, summary)
+            respond(endpoint, response, *decision, has_spec, summary)
         }
     };
     Ok(Answer {
@@ -243,15 +243,15 @@ fn pass_through(
 fn respond(
     endpoint: Endpoint,
     mut response: AdmissionResponse,
-    decision: &Decision,
+    decision: Decision,
     has_spec: bool,
     mut summary: Summary,
 ) -> (AdmissionResponse, Outcome, Summary) {
     if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings.clone());
+        response.warnings = Some(decision.warnings);
     }
-    response.audit_annotations = decision.audit.clone().into_iter().collect();
-    summary.findings = decision.findings.clone();
+    response.audit_annotations = decision.audit.into_iter().collect();
+    summary.findings = decision.findings;
     if let Some((name, denial)) = &decision.denial {
         let message = DenialMessage { name, denial }.to_string();
         let mut response = response.deny(&message);
@@ -278,13 +278,32 @@ fn respond(
 
 /// The response AdmissionReview in the version received (kube copies it from the request), with
 /// the patch as base64 text, as Go's `[]byte` is written (kube's type writes an array of numbers).
-fn encode(response: AdmissionResponse) -> Vec<u8> {
-    let patch = response.patch.clone();
-    // Serialising kube's own types to a Value cannot fail.
-    let mut review = serde_json::to_value(response.into_review()).unwrap_or_default();
-    if let (Some(patch), Some(field)) = (patch, review.pointer_mut("/response/patch")) {
-        *field = Value::String(BASE64.encode(patch));
+fn encode(mut response: AdmissionResponse) -> Vec<u8> {
+    /// kube's response with its `patch` written as base64 beside it.
+    #[derive(Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        kind: &'a str,
+        response: Response<'a>,
     }
+    #[derive(Serialize)]
+    struct Response<'a> {
+        #[serde(flatten)]
+        kube: &'a AdmissionResponse,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+    }
+    let patch = response.patch.take().map(|patch| BASE64.encode(patch));
+    let review = Review {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: Response {
+            kube: &response,
+            patch,
+        },
+    };
+    // Serialising strings, booleans and kube's own types cannot fail.
     serde_json::to_vec(&review).unwrap_or_default()
 }
 

@@ -510,9 +510,8 @@ fn allocate(f: &mut Fields, from: usize, cidrs: &ServiceCidrs) -> Result<()> {
                     detail: "failed to allocate a serviceIP".into(),
                 })?;
                 // Deterministic stand-in for AllocateNext: the first usable address.
-                let next = range
-                    .hosts()
-                    .find(|a| cidrs.contains(a) && !f.cluster_ips.contains(&a.to_string()));
+                let taken = |a: &IpAddr| f.cluster_ips.iter().any(|ip| ip.parse() == Ok(*a));
+                let next = range.hosts().find(|a| cidrs.contains(a) && !taken(a));
                 let Some(next) = next else {
                     return err(
                         "R3.17",

@@ -37,7 +37,6 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
-#[derive(Clone)]
 struct Shared {
     state: AppState,
     budget: Budget,
@@ -48,25 +47,35 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/mutate",
-            post(|State(s): State<Shared>, headers: HeaderMap, body: Body| {
-                handle(s, Endpoint::Mutate, headers, body)
-            }),
+            post(
+                |State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body| {
+                    handle(s, Endpoint::Mutate, headers, body)
+                },
+            ),
         )
         .route(
             "/validate",
-            post(|State(s): State<Shared>, headers: HeaderMap, body: Body| {
-                handle(s, Endpoint::Validate, headers, body)
-            }),
+            post(
+                |State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body| {
+                    handle(s, Endpoint::Validate, headers, body)
+                },
+            ),
         )
-        .with_state(Shared {
+        // One Arc for the router's state: axum clones it for every request.
+        .with_state(Arc::new(Shared {
             state,
             budget: Budget::default(),
-        })
+        }))
 }
 
 /// Reads the body within the memory budget, answers the review. A decision takes microseconds
 /// and runs on the request's task: reviews decoded at once are bounded by the runtime's workers.
-async fn handle(shared: Shared, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let state = &shared.state;
     let declared = headers
         .get(header::CONTENT_LENGTH)
