@@ -32,8 +32,8 @@ use tokio_rustls::TlsAcceptor;
 use dualstack_webhook::server::tls;
 
 /// What the webhook answers to `bench/data/review-typical.json` on `/mutate` (a patched CREATE),
-/// so both servers send the same number of bytes back.
-const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0f3b6c1e-8a2d-4e5f-9b7c-1d2e3f4a5b6c","allowed":true,"patchType":"JSONPatch","patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaXBGYW1pbHlQb2xpY3kiLCJ2YWx1ZSI6IlJlcXVpcmVEdWFsU3RhY2sifSx7Im9wIjoiYWRkIiwicGF0aCI6Ii9zcGVjL2lwRmFtaWxpZXMiLCJ2YWx1ZSI6WyJJUHY2IiwiSVB2NCJdfV0=","auditAnnotations":{"mutation":"ipFamilyPolicy=RequireDualStack (defaults of rule \"public-lb-dual-stack\"); ipFamilies=[IPv6,IPv4] (policy defaults)"}}}"#;
+/// byte for byte (`tests/webhook.rs` checks it), so both servers send the same bytes back.
+const ANSWER: &str = include_str!("../bench/data/answer-typical.json");
 
 /// The floor server's command line.
 #[derive(Parser)]

@@ -85,6 +85,19 @@ fn patch_of(body: &[u8]) -> Value {
     .unwrap()
 }
 
+/// The benchmark's floor (`examples/floor.rs`) answers every request with these bytes: they must be
+/// the webhook's own answer to the benchmark's review, or the two servers send different amounts.
+#[tokio::test]
+async fn the_benchmark_floor_sends_the_webhooks_answer() {
+    let shipped = std::fs::read_to_string("manifests/policy.yaml").unwrap();
+    let (s, _) = state(Policy::from_yaml(&shipped).unwrap());
+    let review = include_bytes!("../bench/data/review-typical.json").to_vec();
+    let (status, _, body) = post(routes::router(s), "/mutate", review).await;
+    assert_eq!(status, StatusCode::OK);
+    let floor = include_str!("../bench/data/answer-typical.json");
+    assert_eq!(String::from_utf8(body).unwrap(), floor);
+}
+
 #[tokio::test]
 async fn mutate_patches_and_validate_judges() {
     let (s, _) = state(policy(
