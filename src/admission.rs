@@ -279,7 +279,7 @@ fn respond(
 /// The response AdmissionReview in the version received (kube copies it from the request), with
 /// the patch as base64 text, as Go's `[]byte` is written (kube's type writes an array of numbers).
 fn encode(mut response: AdmissionResponse) -> Vec<u8> {
-    /// kube's response with its `patch` written as base64 beside it.
+    /// The AdmissionReview around the response, in the request's version.
     #[derive(Serialize)]
     struct Review<'a> {
         #[serde(rename = "apiVersion")]
@@ -287,6 +287,7 @@ fn encode(mut response: AdmissionResponse) -> Vec<u8> {
         kind: &'a str,
         response: Response<'a>,
     }
+    /// kube's response, its `patch` taken out and written beside it as base64.
     #[derive(Serialize)]
     struct Response<'a> {
         #[serde(flatten)]
