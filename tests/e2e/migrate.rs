@@ -94,7 +94,9 @@ fn seeds() -> Vec<(&'static str, String, Value, Want)> {
             "mig-apps",
             "pinned",
             10,
-            |i| json!({"clusterIP": format!("10.96.200.{}", i + 10)}),
+            // In the low 256 addresses, which the API server allocates only when asked for them
+            // (its static band): an address from the rest can collide with one given out already.
+            |i| json!({"clusterIP": format!("10.96.0.{}", i + 10)}),
             prefer.clone(),
         ),
         // R3.5: PreferDualStack created on the IPv4-only cluster is frozen at one family.
@@ -211,7 +213,7 @@ async fn migrate_plans_applies_resumes_and_rolls_back() {
     );
     create(&apps, &argo).await;
     // Server-side applied by another manager: the policy field, and (pinned) the clusterIPs.
-    let pin = json!({"clusterIP": "10.96.201.10", "clusterIPs": ["10.96.201.10"]});
+    let pin = json!({"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"]});
     for (name, spec) in [
         ("applied", json!({"ipFamilyPolicy": "SingleStack"})),
         ("pinned-applied", pin),
