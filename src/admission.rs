@@ -7,6 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::core::TypeMeta;
 use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::Serialize;
 
@@ -282,9 +283,8 @@ fn encode(mut response: AdmissionResponse) -> Vec<u8> {
     /// The AdmissionReview around the response, in the request's version.
     #[derive(Serialize)]
     struct Review<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'a str,
-        kind: &'a str,
+        #[serde(flatten)]
+        types: &'a TypeMeta,
         response: Response<'a>,
     }
     /// kube's response, its `patch` taken out and written beside it as base64.
@@ -297,8 +297,7 @@ fn encode(mut response: AdmissionResponse) -> Vec<u8> {
     }
     let patch = response.patch.take().map(|patch| BASE64.encode(patch));
     let review = Review {
-        api_version: &response.types.api_version,
-        kind: &response.types.kind,
+        types: &response.types,
         response: Response {
             kube: &response,
             patch,

@@ -89,8 +89,8 @@ fn patch_of(body: &[u8]) -> Value {
 /// the webhook's own answer to the benchmark's review, or the two servers send different amounts.
 #[tokio::test]
 async fn the_benchmark_floor_sends_the_webhooks_answer() {
-    let shipped = std::fs::read_to_string("manifests/policy.yaml").unwrap();
-    let (s, _) = state(Policy::from_yaml(&shipped).unwrap());
+    let shipped = include_str!("../manifests/policy.yaml");
+    let (s, _) = state(Policy::from_yaml(shipped).unwrap());
     let review = include_bytes!("../bench/data/review-typical.json").to_vec();
     let (status, _, body) = post(routes::router(s), "/mutate", review).await;
     assert_eq!(status, StatusCode::OK);
