@@ -256,10 +256,48 @@ fn summary_of_plan(rows: &[PlanRow]) -> String {
     for r in rows.iter().filter(|r| r.action == "skip") {
         *reasons.entry(r.reason).or_default() += 1;
     }
-    let detail: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
-    format!(
-        "plan: {changes} to change, {} to skip ({})",
-        rows.len() - changes,
-        detail.join(", ")
-    )
+    let skips = rows.len() - changes;
+    let mut summary = format!("plan: {changes} to change, {skips} to skip");
+    if !reasons.is_empty() {
+        let detail: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        summary += &format!(" ({})", detail.join(", "));
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(action: &'static str, reason: &'static str) -> PlanRow {
+        PlanRow {
+            namespace: "apps".to_owned(),
+            name: "web".to_owned(),
+            type_: "ClusterIP".to_owned(),
+            action,
+            from: None,
+            to: None,
+            reason,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_plans_summary_counts_skips_by_reason_and_names_none_when_there_are_none() {
+        let rows = [
+            row("change", ""),
+            row("skip", "exempt"),
+            row("skip", "external-name"),
+            row("skip", "exempt"),
+        ];
+        assert_eq!(
+            summary_of_plan(&rows),
+            "plan: 1 to change, 3 to skip (exempt 2, external-name 1)"
+        );
+        assert_eq!(
+            summary_of_plan(&[row("change", "")]),
+            "plan: 1 to change, 0 to skip"
+        );
+        assert_eq!(summary_of_plan(&[]), "plan: 0 to change, 0 to skip");
+    }
 }
