@@ -4,9 +4,12 @@
 //! per Service, the exit code (1 on a Deny violation, 0 without) and the table's columns are
 //! checked.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::ResourceExt as _;
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::{self, Harness, create};
@@ -165,4 +168,122 @@ async fn audit_judges_stored_services() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `manifests/extras/commands-rbac.yaml` is enough and no more: a user bound to
+/// `dualstack-webhook-audit` audits and plans a migration, one bound to `dualstack-webhook-migrate`
+/// applies it, and the auditor's apply is refused by the API server before anything is written.
+#[tokio::test]
+#[ignore = "needs the e2e harness: make e2e"]
+async fn audit_and_migrate_run_with_the_extras_roles() {
+    let harness = Harness::start("rbac-apiserver", "10.96.0.0/16,fd00:10:96::/112");
+    let client = support::client_for(&harness.kubeconfig()).await;
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/extras/commands-rbac.yaml");
+    for doc in support::yaml_documents(&manifest) {
+        let role: ClusterRole = serde_json::from_value(doc).unwrap();
+        let name = role.metadata.name.clone().unwrap();
+        let user = name.replace("dualstack-webhook", "e2e");
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": user},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .unwrap();
+        let pp = PostParams::default();
+        Api::<ClusterRole>::all(client.clone())
+            .create(&pp, &role)
+            .await
+            .unwrap();
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .create(&pp, &binding)
+            .await
+            .unwrap();
+    }
+    let api = support::namespace(&client, "e2e-rbac").await;
+    let stored = create(
+        &api,
+        &support::service("web", json!({"ipFamilyPolicy": "SingleStack"})),
+    )
+    .await;
+    let policy = harness.kubeconfig().with_file_name("rbac-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: dualstack-webhook/v1alpha1\nkind: DualStackPolicy\n\
+         defaults: {ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv4, IPv6]}\n",
+    )
+    .unwrap();
+    let (auditor, migrator) = (
+        kubeconfig_as(&harness, "e2e-audit"),
+        kubeconfig_as(&harness, "e2e-migrate"),
+    );
+    let run = |kubeconfig: &Path, args: &[&str]| {
+        Command::new(support::env("E2E_WEBHOOK_BIN"))
+            .args(args)
+            .arg("--policy")
+            .arg(&policy)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("run dualstack-webhook")
+    };
+
+    // The API server's authorizer sees a new binding within moments.
+    let out = support::eventually("audit as e2e-audit", || {
+        let out = run(&auditor, &["audit", "--output", "json"]);
+        async move { out.status.success().then_some(out) }
+    })
+    .await;
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = support::rows_by_name(&rows);
+    assert_eq!(by_name["e2e-rbac/web"]["verdict"], "ok", "{rows:#?}");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let out = run(&auditor, &["migrate", "--namespace", "e2e-rbac"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "plan: 1 to change, 0 to skip\n"
+    );
+
+    let out = run(&auditor, &["migrate", "--namespace", "e2e-rbac", "--apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        "dualstack-webhook: e2e-rbac/web: services \"web\" is forbidden: User \"e2e-audit\" cannot \
+         patch resource \"services\" in API group \"\" in the namespace \"e2e-rbac\"; stopped after \
+         0 of 1 changes (a rerun resumes)"
+    );
+    let unchanged = api.get("web").await.unwrap();
+    assert_eq!(unchanged.resource_version(), stored.resource_version());
+
+    let out = run(
+        &migrator,
+        &["migrate", "--namespace", "e2e-rbac", "--apply"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let migrated = api.get("web").await.unwrap();
+    let (policy, families, _, ips) = support::stack(&migrated);
+    assert_eq!(policy.as_deref(), Some("PreferDualStack"));
+    assert_eq!(families, support::fams(&["IPv4", "IPv6"]));
+    assert_eq!(ips.len(), 2, "{ips:?}");
+}
+
+/// The harness's kubeconfig, its user impersonating `user` (kubeconfig's `as`).
+fn kubeconfig_as(harness: &Harness, user: &str) -> PathBuf {
+    let admin = harness.kubeconfig();
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&admin).unwrap()).unwrap();
+    for entry in config["users"].as_sequence_mut().unwrap() {
+        entry["user"]["as"] = user.into();
+    }
+    let path = admin.with_file_name(format!("kubeconfig-{user}"));
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
 }
