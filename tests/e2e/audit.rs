@@ -2,7 +2,8 @@
 //! is registered (so Services that violate the policy can be stored, as on a cluster before the
 //! webhook is turned on). The binary runs with `KUBECONFIG` and the main e2e policy; the verdicts
 //! per Service, the exit code (1 on a Deny violation, 0 without) and the table's columns are
-//! checked.
+//! checked. On another such harness, `audit` and `migrate` run as users bound to the ClusterRoles of
+//! `manifests/extras/commands-rbac.yaml`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -269,8 +270,8 @@ async fn audit_and_migrate_run_with_the_extras_roles() {
         String::from_utf8_lossy(&out.stderr)
     );
     let migrated = api.get("web").await.unwrap();
-    let (policy, families, _, ips) = support::stack(&migrated);
-    assert_eq!(policy.as_deref(), Some("PreferDualStack"));
+    let (family_policy, families, _, ips) = support::stack(&migrated);
+    assert_eq!(family_policy.as_deref(), Some("PreferDualStack"));
     assert_eq!(families, support::fams(&["IPv4", "IPv6"]));
     assert_eq!(ips.len(), 2, "{ips:?}");
 }
