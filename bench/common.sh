@@ -74,6 +74,23 @@ cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPO
 # h2load on CLIENT_CPU with the review, POSTed as JSON.
 h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
+# Sends RATE ($1) requests a second to URL ($2) for DURATION + 1 seconds, open loop, each request's
+# start, status and latency (µs) logged to the new file LOG ($3); prints h2load's summary. h2load
+# paces each connection with a timer of at least 10 ms, so a few connections at a high rate each
+# send bursts: at 1000 req/s over 4 connections, ten requests at once every 10 ms, and the median
+# request waits behind half a burst. LAT_CLIENTS connections created 1 ms apart (-r 1
+# --rate-period 1ms) have their timers a millisecond apart: one request a millisecond at 1000 req/s,
+# rate/1000 at once above. Rate mode excludes -D and --warm-up-time: see `steady_latencies`.
+paced() {
+  local per=$((($1 + LAT_CLIENTS - 1) / LAT_CLIENTS))
+  h2 -c "$LAT_CLIENTS" -m 256 --rps "$per" -r 1 --rate-period 1ms \
+    -n $((per * LAT_CLIENTS * (DURATION + 1))) --log-file "$3" "$2"
+}
+
+# The latencies (µs) in `paced`'s LOG ($1), unsorted, the first second (connections, handshakes)
+# left out.
+steady_latencies() { sort -n "$1" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }'; }
+
 # Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
 # CLIENTS connections x STREAMS streams, closed loop. Prints its requests a second, the requests
 # that succeeded, how busy its core was (%) and its CPU per request (µs) in all, in user and in

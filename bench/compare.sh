@@ -50,17 +50,14 @@ started floor "$port"
 
 for url in "${urls[@]}"; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$url" >/dev/null; done
 
-per=$(((RATE + LAT_CLIENTS - 1) / LAT_CLIENTS))
-total=$((per * LAT_CLIENTS * (DURATION + 1)))
 printf 'name\tround\tp50_us\n' >"$RAW"
 for round in $(seq 1 "$ROUNDS"); do
   line=
   for i in "${!names[@]}"; do
     # A new log file each run: h2load appends to an existing one.
     log=$work/${names[$i]}-$round.log
-    h2 -c "$LAT_CLIENTS" -m 256 --rps "$per" -r 1 --rate-period 1ms -n "$total" --log-file "$log" \
-      "${urls[$i]}" >/dev/null
-    p50=$(sort -n "$log" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }' | median)
+    paced "$RATE" "${urls[$i]}" "$log" >/dev/null
+    p50=$(steady_latencies "$log" | median)
     printf '%s\t%s\t%s\n' "${names[$i]}" "$round" "$p50" >>"$RAW"
     line+=" ${names[$i]}=$p50"
   done

@@ -96,25 +96,16 @@ for r in $(seq 1 "$REPEATS"); do
   done
 done
 
-# Latency at fixed offered rates: open loop (h2load --rps per connection, streams not a limit).
-# h2load paces each connection with a timer of at least 10 ms, so a few connections at a high rate
-# each send bursts: at 1000 req/s over 4 connections, ten requests at once every 10 ms, and the
-# median request waits behind half a burst. LAT_CLIENTS connections created 1 ms apart (-r 1
-# --rate-period 1ms) have their timers a millisecond apart: one request a millisecond at 1000 req/s,
-# rate/1000 at once above. Rate mode excludes -D and --warm-up-time, so each run sends DURATION + 1
-# seconds of requests and the first second (connections, handshakes) is left out.
+# Latency at fixed offered rates: open loop (h2load --rps per connection, streams not a limit),
+# spread as `paced` (bench/common.sh) says.
 for rate in $RATES; do
-  per=$(( (rate + LAT_CLIENTS - 1) / LAT_CLIENTS ))
-  total=$(( per * LAT_CLIENTS * (DURATION + 1) ))
   for r in $(seq 1 "$REPEATS"); do
     for s in webhook floor; do
       log=$work/$s-$rate-$r.log
-      res=$(h2 -c "$LAT_CLIENTS" -m 256 --rps "$per" -r 1 --rate-period 1ms -n "$total" --log-file "$log" "$(url $s)")
+      res=$(paced "$rate" "$(url $s)" "$log")
       rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
       ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
-      # The log's columns: start (µs since the epoch), status, latency (µs).
-      read -r p50 p99 p999 < <(sort -n "$log" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }' |
-        sort -n | awk '{ v[NR] = $1 } END {
+      read -r p50 p99 p999 < <(steady_latencies "$log" | sort -n | awk '{ v[NR] = $1 } END {
         i = int(NR * 0.50); if (i < 1) i = 1; j = int(NR * 0.99); if (j < 1) j = 1; k = int(NR * 0.999); if (k < 1) k = 1
         print v[i], v[j], v[k] }')
       printf '%s\tlatency\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$rate" "$r" "$rps" "$p50" "$p99" "$p999" "$ok" >>"$raw"
