@@ -13,16 +13,17 @@ use kube::ResourceExt as _;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
+use crate::migrate::migrate;
 use crate::support::{self, Harness, create};
 
-/// Runs `audit --policy POLICY ARGS...` against the harness.
-fn audit(harness: &Harness, policy: &Path, args: &[&str]) -> Output {
+/// Runs `audit --policy POLICY ARGS...` against the cluster of `kubeconfig`.
+fn audit(kubeconfig: &Path, policy: &Path, args: &[&str]) -> Output {
     Command::new(support::env("E2E_WEBHOOK_BIN"))
         .arg("audit")
         .arg("--policy")
         .arg(policy)
         .args(args)
-        .env("KUBECONFIG", harness.kubeconfig())
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .expect("run audit")
 }
@@ -98,7 +99,11 @@ async fn audit_judges_stored_services() {
         create(&api, &support::service(name, spec.clone())).await;
     }
 
-    let out = audit(&harness, &support::main_policy(), &["--output", "json"]);
+    let out = audit(
+        &harness.kubeconfig(),
+        &support::main_policy(),
+        &["--output", "json"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "exit code; stderr: {stderr}");
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout)
@@ -136,7 +141,11 @@ async fn audit_judges_stored_services() {
     assert_eq!(by_name["default/kubernetes"]["verdict"], "ok", "{rows:#?}");
     assert_eq!(rows.len(), seeds.len() + 1, "{rows:#?}");
 
-    let out = audit(&harness, &support::main_policy(), &["--output", "table"]);
+    let out = audit(
+        &harness.kubeconfig(),
+        &support::main_policy(),
+        &["--output", "table"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let table = String::from_utf8_lossy(&out.stdout);
     let header = table.lines().next().unwrap_or_default();
@@ -162,7 +171,11 @@ async fn audit_judges_stored_services() {
     }
 
     // A policy without Deny rules: nothing would be refused, exit 0.
-    let out = audit(&harness, &support::isolated_policy(), &["--output", "json"]);
+    let out = audit(
+        &harness.kubeconfig(),
+        &support::isolated_policy(),
+        &["--output", "json"],
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -179,8 +192,7 @@ async fn audit_judges_stored_services() {
 async fn audit_and_migrate_run_with_the_extras_roles() {
     let harness = Harness::start("rbac-apiserver", "10.96.0.0/16,fd00:10:96::/112");
     let client = support::client_for(&harness.kubeconfig()).await;
-    let manifest =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/extras/commands-rbac.yaml");
+    let manifest = support::manifests_dir().join("extras/commands-rbac.yaml");
     for doc in support::yaml_documents(&manifest) {
         let role: ClusterRole = serde_json::from_value(doc).unwrap();
         let name = role.metadata.name.clone().unwrap();
@@ -218,19 +230,9 @@ async fn audit_and_migrate_run_with_the_extras_roles() {
         kubeconfig_as(&harness, "e2e-audit"),
         kubeconfig_as(&harness, "e2e-migrate"),
     );
-    let run = |kubeconfig: &Path, args: &[&str]| {
-        Command::new(support::env("E2E_WEBHOOK_BIN"))
-            .args(args)
-            .arg("--policy")
-            .arg(&policy)
-            .env("KUBECONFIG", kubeconfig)
-            .output()
-            .expect("run dualstack-webhook")
-    };
-
     // The API server's authorizer sees a new binding within moments.
     let out = support::eventually("audit as e2e-audit", || {
-        let out = run(&auditor, &["audit", "--output", "json"]);
+        let out = audit(&auditor, &policy, &["--output", "json"]);
         async move { out.status.success().then_some(out) }
     })
     .await;
@@ -238,7 +240,7 @@ async fn audit_and_migrate_run_with_the_extras_roles() {
     let by_name = support::rows_by_name(&rows);
     assert_eq!(by_name["e2e-rbac/web"]["verdict"], "ok", "{rows:#?}");
     assert_eq!(rows.len(), 2, "{rows:#?}");
-    let out = run(&auditor, &["migrate", "--namespace", "e2e-rbac"]);
+    let out = migrate(&auditor, &policy, &["--namespace", "e2e-rbac"]);
     assert!(
         out.status.success(),
         "{}",
@@ -249,7 +251,7 @@ async fn audit_and_migrate_run_with_the_extras_roles() {
         "plan: 1 to change, 0 to skip\n"
     );
 
-    let out = run(&auditor, &["migrate", "--namespace", "e2e-rbac", "--apply"]);
+    let out = migrate(&auditor, &policy, &["--namespace", "e2e-rbac", "--apply"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
@@ -260,10 +262,7 @@ async fn audit_and_migrate_run_with_the_extras_roles() {
     let unchanged = api.get("web").await.unwrap();
     assert_eq!(unchanged.resource_version(), stored.resource_version());
 
-    let out = run(
-        &migrator,
-        &["migrate", "--namespace", "e2e-rbac", "--apply"],
-    );
+    let out = migrate(&migrator, &policy, &["--namespace", "e2e-rbac", "--apply"]);
     assert!(
         out.status.success(),
         "{}",

@@ -118,8 +118,8 @@ fn seeds() -> Vec<(&'static str, String, Value, Want)> {
         .collect()
 }
 
-/// Runs `migrate --policy POLICY ARGS...` against the harness.
-fn migrate(kubeconfig: &Path, policy: &Path, args: &[&str]) -> Output {
+/// Runs `migrate --policy POLICY ARGS...` against the cluster of `kubeconfig`.
+pub(crate) fn migrate(kubeconfig: &Path, policy: &Path, args: &[&str]) -> Output {
     Command::new(support::env("E2E_WEBHOOK_BIN"))
         .args(["migrate", "--policy"])
         .arg(policy)
