@@ -298,10 +298,8 @@ fn encode(mut response: AdmissionResponse) -> Vec<u8> {
             patch,
         },
     };
-    // Sized for a typical answer up front rather than grown from serde_json's 128 bytes.
-    let mut body = Vec::with_capacity(1024);
     // Serialising strings, booleans and kube's own types cannot fail.
-    serde_json::to_writer(&mut body, &review).map_or_else(|_| Vec::new(), |()| body)
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 mod object;
