@@ -19,6 +19,19 @@ CLIENTS=${CLIENTS:-4}
 STREAMS=${STREAMS:-16}
 BUILD=${BUILD:-1}
 
+# The protocol h2load speaks: HTTP/1.1 by default, as kube-apiserver calls a webhook behind a Service
+# or at any URL but a loopback one (k8s.io/apiserver v0.37.2, pkg/util/webhook/client.go: `cfg.NextProtos
+# = []string{"http/1.1"}`, a workaround for HTTP/2 not spreading requests over a Service's pods);
+# PROTOCOL=h2 for a webhook at a loopback URL, the only case the API server uses HTTP/2 for. Over
+# HTTP/1.1 a connection carries one request at a time (Go's client never pipelines): saturation's
+# CLIENTS x STREAMS requests in flight take as many connections.
+PROTOCOL=${PROTOCOL:-http/1.1}
+case $PROTOCOL in
+  http/1.1) h1=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 lat_streams=1 ;;
+  h2) h1=() sat_conns=$CLIENTS sat_streams=$STREAMS lat_streams=256 ;;
+  *) echo "bench: PROTOCOL is http/1.1 or h2, not '$PROTOCOL'" >&2; exit 2 ;;
+esac
+
 # Runs a server on SERVER_CPU; `exec`, so that the background job's pid is the server's own (for
 # kill and /proc/PID/stat).
 pin() { TOKIO_WORKER_THREADS=$WORKERS exec taskset -c "$SERVER_CPU" "$@"; }
@@ -45,8 +58,12 @@ need_tools() {
 if [[ $BUILD == 1 ]]; then
   (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor)
 fi
-webhook=$target/release/dualstack-webhook
-floor=$target/release/examples/floor
+# Fresh copies of the binaries, run from the work directory: on the project's VM the same bytes ran up
+# to 1.6x slower (p50) from a file that had sat unused for minutes than from a new copy of it
+# (bench/README.md, "Fresh copies"), so every run starts its servers from files written alike.
+fresh() { cp "$1" "$work/$2" && echo "$work/$2"; }
+webhook=$(fresh "$target/release/dualstack-webhook" webhook-bin)
+floor=$(fresh "$target/release/examples/floor" floor-bin)
 "$webhook" certs --out "$work/certs" >/dev/null
 
 free_port() {
@@ -71,8 +88,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 ticks=$(getconf CLK_TCK)
 cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPOCHREALTIME"; }
 
-# h2load on CLIENT_CPU with the review, POSTed as JSON.
-h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
+# h2load on CLIENT_CPU with the review, POSTed as JSON, over PROTOCOL.
+h2() { taskset -c "$CLIENT_CPU" h2load "${h1[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
 # Sends RATE ($1) requests a second to URL ($2) for DURATION + 1 seconds, open loop, each request's
 # start, status and latency (µs) logged to the new file LOG ($3); prints h2load's summary. h2load
@@ -80,10 +97,12 @@ h2() { taskset -c "$CLIENT_CPU" h2load -t 1 -d "$review" -H 'content-type: appli
 # send bursts: at 1000 req/s over 4 connections, ten requests at once every 10 ms, and the median
 # request waits behind half a burst. LAT_CLIENTS connections created 1 ms apart (-r 1
 # --rate-period 1ms) have their timers a millisecond apart: one request a millisecond at 1000 req/s,
-# rate/1000 at once above. Rate mode excludes -D and --warm-up-time: see `steady_latencies`.
+# rate/1000 at once above. Over HTTP/2 streams are not a limit (256); over HTTP/1.1 a connection waits
+# for its answer, so a rate whose interval per connection is shorter than an answer is not reached
+# (`raw.tsv` says what was). Rate mode excludes -D and --warm-up-time: see `steady_latencies`.
 paced() {
   local per=$((($1 + LAT_CLIENTS - 1) / LAT_CLIENTS))
-  h2 -c "$LAT_CLIENTS" -m 256 --rps "$per" -r 1 --rate-period 1ms \
+  h2 -c "$LAT_CLIENTS" -m "$lat_streams" --rps "$per" -r 1 --rate-period 1ms \
     -n $((per * LAT_CLIENTS * (DURATION + 1))) --log-file "$3" "$2"
 }
 
@@ -92,14 +111,14 @@ paced() {
 steady_latencies() { sort -n "$1" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }'; }
 
 # Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
-# CLIENTS connections x STREAMS streams, closed loop. Prints its requests a second, the requests
+# CLIENTS connections x STREAMS streams (over HTTP/1.1, as many connections), closed loop. Prints its requests a second, the requests
 # that succeeded, how busy its core was (%) and its CPU per request (µs) in all, in user and in
 # system time: CPU seconds a second over the run (the warm-up second included, at the same rate)
 # divided by requests a second.
 saturate() {
   local u0 s0 t0 u1 s1 t1 res rps ok
   read -r u0 s0 t0 < <(cpu_now "$2")
-  res=$(h2 -c "$CLIENTS" -m "$STREAMS" -D "$SAT_DURATION" --warm-up-time 1 "$1")
+  res=$(h2 -c "$sat_conns" -m "$sat_streams" -D "$SAT_DURATION" --warm-up-time 1 "$1")
   read -r u1 s1 t1 < <(cpu_now "$2")
   rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
   ok=$(awk '/^requests:/ { print $8 }' <<<"$res")

@@ -10,8 +10,9 @@
 #     other=/tmp/other-build/dualstack-webhook
 #
 # Knobs: ROUNDS (20), DURATION (3 s a run, the first second left out), RATE (1000), BUILD=0 to skip
-# building this checkout's webhook and floor; the placement knobs of bench/common.sh. Writes
-# nothing under bench/results/; every run's p50 goes to the file $RAW, if given.
+# building this checkout's webhook and floor; PROTOCOL and the placement knobs of bench/common.sh.
+# Each binary runs from a fresh copy of it. Writes nothing under bench/results/; every run's p50
+# goes to the file $RAW, if given.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-20}
@@ -19,7 +20,7 @@ DURATION=${DURATION:-3}
 RATE=${RATE:-1000}
 LAT_CLIENTS=${LAT_CLIENTS:-10}
 
-(($#)) || { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+(($#)) || { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_tools h2load:nghttp2-client taskset:util-linux
 RAW=${RAW:-$work/compare.tsv}
@@ -36,6 +37,7 @@ for variant in "$@"; do
   [[ $spec == *,* ]] && level=${spec#*,}
   [[ $name != "$variant" && -x $binary && $name != floor ]] ||
     { echo "compare: want NAME=BINARY[,RUST_LOG] (NAME not 'floor'), got '$variant'" >&2; exit 2; }
+  binary=$(fresh "$binary" "bin-$name")
   port=$(free_port)
   RUST_LOG=$level pin "$binary" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$(free_port)" \
     --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
@@ -48,7 +50,7 @@ pin "$floor" --listen "127.0.0.1:$port" --tls-cert "$work/certs/tls.crt" --tls-k
 pids+=("$!")
 started floor "$port"
 
-for url in "${urls[@]}"; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$url" >/dev/null; done
+for url in "${urls[@]}"; do h2 -n 5000 -c "$sat_conns" -m "$sat_streams" "$url" >/dev/null; done
 
 printf 'name\tround\tp50_us\n' >"$RAW"
 for round in $(seq 1 "$ROUNDS"); do
@@ -70,7 +72,7 @@ quartiles() {
     function mid(lo, hi) { n = hi - lo + 1; return n % 2 ? v[lo + (n - 1) / 2] : (v[lo + n / 2 - 1] + v[lo + n / 2]) / 2 }
     END { h = int(NR / 2); printf "%.2f", mid(1, NR); if (h) printf " (%.2f–%.2f)", mid(1, h), mid(NR - h + 1, NR) }'
 }
-echo "p50 at $RATE req/s, $ROUNDS rounds of ${DURATION} s; ratio to the floor of the same round: median (quartiles)"
+echo "p50 at $RATE req/s over $PROTOCOL, $ROUNDS rounds of ${DURATION} s; ratio to the floor of the same round: median (quartiles)"
 floor_p50=$(awk -F'\t' '$1 == "floor" { print $3 }' "$RAW" | median)
 echo "floor: p50 median ${floor_p50} µs"
 for name in "${names[@]}"; do

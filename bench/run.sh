@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark harness (`make bench`): the release webhook and the floor server (examples/floor.rs:
-# rustls + hyper HTTP/2 answering a constant AdmissionReview) in the same run, on the same machine,
-# driven by h2load over HTTP/2 with a realistic Service CREATE review (bench/data/review-typical.json).
+# rustls + hyper answering a constant AdmissionReview) in the same run, on the same machine, driven
+# by h2load with a realistic Service CREATE review (bench/data/review-typical.json), over HTTP/1.1 as
+# kube-apiserver calls a webhook behind a Service (PROTOCOL=h2 for HTTP/2, bench/common.sh).
 #
 # For each server it measures: throughput at saturation, p50/p99/p99.9 at fixed open-loop rates,
 # the server's CPU time per request and how busy its core was at saturation (/proc/PID/stat),
@@ -11,9 +12,9 @@
 # what it started.
 #
 # Knobs (environment): REPEATS=3 DURATION=5 (s per point) SAT_DURATION=10 RATES="500 1000 ..."
-# MODERATE=1000 (the rate the p50 target is judged at) SERVER_CPU=1 CLIENT_CPU=0 WORKERS=1
-# (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) LAT_CLIENTS=10 (fixed
-# rates) BUILD=1.
+# MODERATE=1000 (the rate the p50 target is judged at) PROTOCOL=http/1.1 SERVER_CPU=1 CLIENT_CPU=0
+# WORKERS=1 (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) LAT_CLIENTS=10
+# (fixed rates) BUILD=1.
 set -euo pipefail
 
 REPEATS=${REPEATS:-3}
@@ -76,7 +77,7 @@ listening "$fport"
 url() { if [[ $1 == webhook ]]; then echo "https://127.0.0.1:$wport/mutate"; else echo "https://127.0.0.1:$fport/mutate"; fi; }
 
 # Warm both up (connections, allocator, caches).
-for s in webhook floor; do h2 -n 5000 -c "$CLIENTS" -m "$STREAMS" "$(url $s)" >/dev/null; done
+for s in webhook floor; do h2 -n 5000 -c "$sat_conns" -m "$sat_streams" "$(url $s)" >/dev/null; done
 
 raw=$work/raw.tsv
 printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"$raw"
@@ -96,8 +97,8 @@ for r in $(seq 1 "$REPEATS"); do
   done
 done
 
-# Latency at fixed offered rates: open loop (h2load --rps per connection, streams not a limit),
-# spread as `paced` (bench/common.sh) says.
+# Latency at fixed offered rates: open loop (h2load --rps per connection), spread as `paced`
+# (bench/common.sh) says.
 for rate in $RATES; do
   for r in $(seq 1 "$REPEATS"); do
     for s in webhook floor; do
@@ -156,7 +157,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "Saturation, webhook/floor run by run: $paired."
   echo
   echo "Machine: $(nproc) × $cpu, $(uname -sr); $(date -u +%Y-%m-%d). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU; saturation: $CLIENTS connections × $STREAMS streams; fixed rates: open loop, $LAT_CLIENTS connections started 1 ms apart, the first second left out). Medians of $REPEATS interleaved runs."
+  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU over $PROTOCOL; saturation: $sat_conns connections × $sat_streams streams; fixed rates: open loop, $LAT_CLIENTS connections started 1 ms apart, the first second left out). Medians of $REPEATS interleaved runs."
   echo "Review: $(wc -c <"$review") bytes ($(basename "$review")), POST /mutate, answered with a patch; policy: manifests/policy.yaml; --service-cidrs $cidrs."
 } >"$out/summary.md"
 cat "$out/summary.md"
@@ -164,7 +165,7 @@ cat "$out/summary.md"
 gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,10"
 set output "$out/latency.png"
-set title "dualstack-webhook vs floor (rustls + hyper h2, constant answer): latency vs offered load\n$(basename "$review"), h2load over HTTP/2, $(date -u +%Y-%m-%d), medians of $REPEATS runs"
+set title "dualstack-webhook vs floor (rustls + hyper, constant answer): latency vs offered load\n$(basename "$review"), h2load over $PROTOCOL, $(date -u +%Y-%m-%d), medians of $REPEATS runs"
 set xlabel "offered load (requests/s, open loop)"
 set ylabel "latency (µs)"
 set logscale y

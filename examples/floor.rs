@@ -1,13 +1,13 @@
-//! The benchmark floor: rustls + hyper HTTP/2 answering every request with one constant
+//! The benchmark floor: rustls + hyper answering every request with one constant
 //! AdmissionReview, without parsing anything. A bench tool, not a product binary: `bench/run.sh`
 //! runs it next to the webhook so the webhook's numbers can be read as a ratio of what TLS and
-//! HTTP/2 alone cost on the same machine in the same run.
+//! HTTP alone cost on the same machine in the same run.
 //!
 //! It uses the webhook's own TLS configuration ([`tls::server_config`]: same provider, ALPN, no
-//! resumption) and the same hyper-util HTTP/2 builder settings as `server.rs`, and it reads each
-//! request body to the end, as any real server must; what it leaves out is everything the webhook
-//! adds on top: axum routing, the body limit and deadline, decoding, the policy, the patch,
-//! encoding, logging and metrics.
+//! resumption) and hyper-util's builders, HTTP/1.1 or HTTP/2 as ALPN chose (as `server::https`
+//! does), and it reads each request body to the end, as any real server must; what it leaves out
+//! is everything the webhook adds on top: the connection caps and deadlines, axum routing, the body
+//! limit and deadline, decoding, the policy, the patch, encoding, logging and metrics.
 //!
 //! ```text
 //! cargo build --release --example floor
@@ -71,15 +71,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http2().timer(TokioTimer::new());
-    let http = http.http2_only();
+    // The protocol ALPN chose, as the webhook does (`server::https`): HTTP/1.1 is what
+    // kube-apiserver speaks to a webhook behind a Service.
+    let (http1, http2) = (http.clone().http1_only(), http.http2_only());
     loop {
         let (stream, _) = listener.accept().await?;
-        let (acceptor, http) = (acceptor.clone(), http.clone());
+        let (acceptor, http1, http2) = (acceptor.clone(), http1.clone(), http2.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let http = if h2 { http2 } else { http1 };
             let service = hyper::service::service_fn(answer);
             let _ = http.serve_connection(TokioIo::new(tls), service).await;
         });
