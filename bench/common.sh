@@ -22,7 +22,7 @@ BUILD=${BUILD:-1}
 # The protocol h2load speaks: HTTP/1.1 by default, as kube-apiserver calls a webhook behind a Service
 # or at any URL but a loopback one (k8s.io/apiserver v0.37.2, pkg/util/webhook/client.go: `cfg.NextProtos
 # = []string{"http/1.1"}`, a workaround for HTTP/2 not spreading requests over a Service's pods);
-# PROTOCOL=h2 for a webhook at a loopback URL, the only case the API server uses HTTP/2 for. Over
+# PROTOCOL=h2 for a webhook at a loopback URL, the one case the API server uses HTTP/2 for. Over
 # HTTP/1.1 a connection carries one request at a time (Go's client never pipelines): saturation's
 # CLIENTS x STREAMS requests in flight take as many connections.
 PROTOCOL=${PROTOCOL:-http/1.1}
@@ -89,7 +89,7 @@ ticks=$(getconf CLK_TCK)
 cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPOCHREALTIME"; }
 
 # h2load on CLIENT_CPU with the review, POSTed as JSON, over PROTOCOL.
-h2() { taskset -c "$CLIENT_CPU" h2load "${h1[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
+load() { taskset -c "$CLIENT_CPU" h2load "${h1[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
 # Sends RATE ($1) requests a second to URL ($2) for DURATION + 1 seconds, open loop, each request's
 # start, status and latency (µs) logged to the new file LOG ($3); prints h2load's summary. h2load
@@ -102,7 +102,7 @@ h2() { taskset -c "$CLIENT_CPU" h2load "${h1[@]}" -t 1 -d "$review" -H 'content-
 # (`raw.tsv` says what was). Rate mode excludes -D and --warm-up-time: see `steady_latencies`.
 paced() {
   local per=$((($1 + LAT_CLIENTS - 1) / LAT_CLIENTS))
-  h2 -c "$LAT_CLIENTS" -m "$lat_streams" --rps "$per" -r 1 --rate-period 1ms \
+  load -c "$LAT_CLIENTS" -m "$lat_streams" --rps "$per" -r 1 --rate-period 1ms \
     -n $((per * LAT_CLIENTS * (DURATION + 1))) --log-file "$3" "$2"
 }
 
@@ -111,14 +111,14 @@ paced() {
 steady_latencies() { sort -n "$1" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }'; }
 
 # Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
-# CLIENTS connections x STREAMS streams (over HTTP/1.1, as many connections), closed loop. Prints its requests a second, the requests
-# that succeeded, how busy its core was (%) and its CPU per request (µs) in all, in user and in
-# system time: CPU seconds a second over the run (the warm-up second included, at the same rate)
-# divided by requests a second.
+# CLIENTS connections x STREAMS streams (over HTTP/1.1, as many connections), closed loop. Prints
+# its requests a second, the requests that succeeded, how busy its core was (%) and its CPU per
+# request (µs) in all, in user and in system time: CPU seconds a second over the run (the warm-up
+# second included, at the same rate) divided by requests a second.
 saturate() {
   local u0 s0 t0 u1 s1 t1 res rps ok
   read -r u0 s0 t0 < <(cpu_now "$2")
-  res=$(h2 -c "$sat_conns" -m "$sat_streams" -D "$SAT_DURATION" --warm-up-time 1 "$1")
+  res=$(load -c "$sat_conns" -m "$sat_streams" -D "$SAT_DURATION" --warm-up-time 1 "$1")
   read -r u1 s1 t1 < <(cpu_now "$2")
   rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
   ok=$(awk '/^requests:/ { print $8 }' <<<"$res")

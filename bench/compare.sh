@@ -50,7 +50,7 @@ pin "$floor" --listen "127.0.0.1:$port" --tls-cert "$work/certs/tls.crt" --tls-k
 pids+=("$!")
 started floor "$port"
 
-for url in "${urls[@]}"; do h2 -n 5000 -c "$sat_conns" -m "$sat_streams" "$url" >/dev/null; done
+for url in "${urls[@]}"; do load -n 5000 -c "$sat_conns" -m "$sat_streams" "$url" >/dev/null; done
 
 printf 'name\tround\tp50_us\n' >"$RAW"
 for round in $(seq 1 "$ROUNDS"); do

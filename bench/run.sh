@@ -77,7 +77,7 @@ listening "$fport"
 url() { if [[ $1 == webhook ]]; then echo "https://127.0.0.1:$wport/mutate"; else echo "https://127.0.0.1:$fport/mutate"; fi; }
 
 # Warm both up (connections, allocator, caches).
-for s in webhook floor; do h2 -n 5000 -c "$sat_conns" -m "$sat_streams" "$(url $s)" >/dev/null; done
+for s in webhook floor; do load -n 5000 -c "$sat_conns" -m "$sat_streams" "$(url $s)" >/dev/null; done
 
 raw=$work/raw.tsv
 printf 'server\tmode\trate\trepeat\treq_per_s\tp50_us\tp99_us\tp999_us\tok\n' >"$raw"
