@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034,SC2154
-# What the load harnesses share (sourced by bench/run.sh): where things are,
+# What the load harnesses share (sourced by bench/run.sh and bench/compare.sh): where things are,
 # the placement and saturation knobs, a work directory and the servers started, both removed on
 # exit; the tools, installed with apt-get when missing; the release build; ports, medians, CPU time.
 
@@ -27,8 +27,8 @@ BUILD=${BUILD:-1}
 # CLIENTS x STREAMS requests in flight take as many connections.
 PROTOCOL=${PROTOCOL:-http/1.1}
 case $PROTOCOL in
-  http/1.1) h1=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 lat_streams=1 ;;
-  h2) h1=() sat_conns=$CLIENTS sat_streams=$STREAMS lat_streams=256 ;;
+  http/1.1) load_flags=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 lat_streams=1 ;;
+  h2) load_flags=() sat_conns=$CLIENTS sat_streams=$STREAMS lat_streams=256 ;;
   *) echo "bench: PROTOCOL is http/1.1 or h2, not '$PROTOCOL'" >&2; exit 2 ;;
 esac
 
@@ -89,7 +89,7 @@ ticks=$(getconf CLK_TCK)
 cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPOCHREALTIME"; }
 
 # h2load on CLIENT_CPU with the review, POSTed as JSON, over PROTOCOL.
-load() { taskset -c "$CLIENT_CPU" h2load "${h1[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
+load() { taskset -c "$CLIENT_CPU" h2load "${load_flags[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
 # Sends RATE ($1) requests a second to URL ($2) for DURATION + 1 seconds, open loop, each request's
 # start, status and latency (µs) logged to the new file LOG ($3); prints h2load's summary. h2load
