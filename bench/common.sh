@@ -10,25 +10,28 @@ review=$root/bench/data/review-typical.json
 policy=$root/manifests/policy.yaml
 cidrs=10.96.0.0/16,fd00:10:96::/112
 
-# Servers on SERVER_CPU with WORKERS tokio worker threads, h2load on CLIENT_CPU (so the client does
-# not steal the server's core); saturation with CLIENTS connections x STREAMS streams.
+# Servers on SERVER_CPU with WORKERS tokio worker threads, the clients (h2load, examples/pace.rs) on
+# CLIENT_CPU (so the client does not steal the server's core); saturation with CLIENTS connections x
+# STREAMS streams; fixed rates over LAT_CLIENTS connections.
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 WORKERS=${WORKERS:-1}
 CLIENTS=${CLIENTS:-4}
 STREAMS=${STREAMS:-16}
+LAT_CLIENTS=${LAT_CLIENTS:-10}
 BUILD=${BUILD:-1}
 
-# The protocol h2load speaks: HTTP/1.1 by default, as kube-apiserver calls a webhook behind a Service
+# The protocol h2load speaks at saturation: HTTP/1.1 by default, as kube-apiserver calls a webhook behind a Service
 # or at any URL but a loopback one (k8s.io/apiserver v0.37.2, pkg/util/webhook/client.go: `cfg.NextProtos
 # = []string{"http/1.1"}`, a workaround for HTTP/2 not spreading requests over a Service's pods);
 # PROTOCOL=h2 for a webhook at a loopback URL, the one case the API server uses HTTP/2 for. Over
 # HTTP/1.1 a connection carries one request at a time (Go's client never pipelines): saturation's
-# CLIENTS x STREAMS requests in flight take as many connections.
+# CLIENTS x STREAMS requests in flight take as many connections. The fixed rates are always over
+# HTTP/1.1 (`paced`).
 PROTOCOL=${PROTOCOL:-http/1.1}
 case $PROTOCOL in
-  http/1.1) load_flags=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 lat_streams=1 ;;
-  h2) load_flags=() sat_conns=$CLIENTS sat_streams=$STREAMS lat_streams=256 ;;
+  http/1.1) load_flags=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 ;;
+  h2) load_flags=() sat_conns=$CLIENTS sat_streams=$STREAMS ;;
   *) echo "bench: PROTOCOL is http/1.1 or h2, not '$PROTOCOL'" >&2; exit 2 ;;
 esac
 
@@ -56,7 +59,7 @@ need_tools() {
 }
 
 if [[ $BUILD == 1 ]]; then
-  (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor)
+  (cd "$root" && nice cargo build --release --locked --bin dualstack-webhook --example floor --example pace)
 fi
 # Fresh copies of the binaries, run from the work directory: on the project's VM the same bytes ran up
 # to 1.6x slower (p50) from a file that had sat unused for minutes than from a new copy of it
@@ -64,6 +67,7 @@ fi
 fresh() { cp "$1" "$work/$2" && echo "$work/$2"; }
 webhook=$(fresh "$target/release/dualstack-webhook" webhook-bin)
 floor=$(fresh "$target/release/examples/floor" floor-bin)
+pace=$(fresh "$target/release/examples/pace" pace-bin)
 "$webhook" certs --out "$work/certs" >/dev/null
 
 free_port() {
@@ -91,24 +95,18 @@ cpu_now() { read -r -a stat <"/proc/$1/stat"; echo "${stat[13]} ${stat[14]} $EPO
 # h2load on CLIENT_CPU with the review, POSTed as JSON, over PROTOCOL.
 load() { taskset -c "$CLIENT_CPU" h2load "${load_flags[@]}" -t 1 -d "$review" -H 'content-type: application/json' "$@"; }
 
-# Sends RATE ($1) requests a second to URL ($2) for DURATION + 1 seconds, open loop, each request's
-# start, status and latency (µs) logged to the new file LOG ($3); prints h2load's summary. h2load
-# paces each connection with a timer of at least 10 ms, so a few connections at a high rate each
-# send bursts: at 1000 req/s over 4 connections, ten requests at once every 10 ms, and the median
-# request waits behind half a burst. LAT_CLIENTS connections created 1 ms apart (-r 1
-# --rate-period 1ms) have their timers a millisecond apart: one request a millisecond at 1000 req/s,
-# rate/1000 at once above. Over HTTP/2 streams are not a limit (256); over HTTP/1.1 a connection waits
-# for its answer, so a rate whose interval per connection is shorter than an answer is not reached
-# (`raw.tsv` says what was). Rate mode excludes -D and --warm-up-time: see `steady_latencies`.
+# Sends RATE ($1) requests a second to URL ($2) for DURATION seconds, open loop, evenly spaced:
+# examples/pace.rs, LAT_CLIENTS connections taking the instants in turn, each warmed up first. Writes
+# each latency (µs, from the instant the request was due) to the new file LOG ($3); prints the rate
+# reached and the requests answered. Not h2load: its `--rps` sends most requests two to four at once
+# (bench/README.md, "Pacing").
 paced() {
-  local per=$((($1 + LAT_CLIENTS - 1) / LAT_CLIENTS))
-  load -c "$LAT_CLIENTS" -m "$lat_streams" --rps "$per" -r 1 --rate-period 1ms \
-    -n $((per * LAT_CLIENTS * (DURATION + 1))) --log-file "$3" "$2"
+  local address=${2#https://}
+  taskset -c "$CLIENT_CPU" "$pace" --connect "${address%%/*}" --path "/${address#*/}" \
+    --ca "$work/certs/ca.crt" --body "$review" --rate "$1" --connections "$LAT_CLIENTS" \
+    --seconds "$DURATION" >"$3" 2>"$3.rate" || { cat "$3.rate" >&2; return 1; }
+  awk '{ print $5, $1 }' "$3.rate"
 }
-
-# The latencies (µs) in `paced`'s LOG ($1), unsorted, the first second (connections, handshakes)
-# left out.
-steady_latencies() { sort -n "$1" | awk -F'\t' 'NR == 1 { t0 = $1 } $1 >= t0 + 1000000 { print $3 }'; }
 
 # Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
 # CLIENTS connections x STREAMS streams (over HTTP/1.1, as many connections), closed loop. Prints

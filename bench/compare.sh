@@ -9,8 +9,8 @@
 #   bench/compare.sh head=target/release/dualstack-webhook quiet=target/release/dualstack-webhook,warn \
 #     other=/tmp/other-build/dualstack-webhook
 #
-# Knobs: ROUNDS (20), DURATION (3 s a run, the first second left out), RATE (1000), BUILD=0 to skip
-# building this checkout's webhook and floor; PROTOCOL and the placement knobs of bench/common.sh.
+# Knobs: ROUNDS (20), DURATION (3 s a run), RATE (1000), BUILD=0 to skip building this checkout's
+# webhook, floor and client; LAT_CLIENTS and the placement knobs of bench/common.sh.
 # Each binary runs from a fresh copy of it. Writes nothing under bench/results/; every run's p50
 # goes to the file $RAW, if given.
 set -euo pipefail
@@ -18,11 +18,10 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-20}
 DURATION=${DURATION:-3}
 RATE=${RATE:-1000}
-LAT_CLIENTS=${LAT_CLIENTS:-10}
 
 (($#)) || { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-need_tools h2load:nghttp2-client taskset:util-linux
+need_tools taskset:util-linux
 RAW=${RAW:-$work/compare.tsv}
 
 names=() urls=()
@@ -50,16 +49,13 @@ pin "$floor" --listen "127.0.0.1:$port" --tls-cert "$work/certs/tls.crt" --tls-k
 pids+=("$!")
 started floor "$port"
 
-for url in "${urls[@]}"; do load -n 5000 -c "$sat_conns" -m "$sat_streams" "$url" >/dev/null; done
-
 printf 'name\tround\tp50_us\n' >"$RAW"
 for round in $(seq 1 "$ROUNDS"); do
   line=
   for i in "${!names[@]}"; do
-    # A new log file each run: h2load appends to an existing one.
     log=$work/${names[$i]}-$round.log
     paced "$RATE" "${urls[$i]}" "$log" >/dev/null
-    p50=$(steady_latencies "$log" | median)
+    p50=$(median <"$log")
     printf '%s\t%s\t%s\n' "${names[$i]}" "$round" "$p50" >>"$RAW"
     line+=" ${names[$i]}=$p50"
   done
@@ -72,7 +68,7 @@ quartiles() {
     function mid(lo, hi) { n = hi - lo + 1; return n % 2 ? v[lo + (n - 1) / 2] : (v[lo + n / 2 - 1] + v[lo + n / 2]) / 2 }
     END { h = int(NR / 2); printf "%.2f", mid(1, NR); if (h) printf " (%.2f–%.2f)", mid(1, h), mid(NR - h + 1, NR) }'
 }
-echo "p50 at $RATE req/s over $PROTOCOL, $ROUNDS rounds of ${DURATION} s; ratio to the floor of the same round: median (quartiles)"
+echo "p50 at $RATE req/s over HTTP/1.1, evenly spaced, $ROUNDS rounds of ${DURATION} s; ratio to the floor of the same round: median (quartiles)"
 floor_p50=$(awk -F'\t' '$1 == "floor" { print $3 }' "$RAW" | median)
 echo "floor: p50 median ${floor_p50} µs"
 for name in "${names[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark harness (`make bench`): the release webhook and the floor server (examples/floor.rs:
 # rustls + hyper answering a constant AdmissionReview) in the same run, on the same machine, driven
-# by h2load with a realistic Service CREATE review (bench/data/review-typical.json), over HTTP/1.1 as
-# kube-apiserver calls a webhook behind a Service (PROTOCOL=h2 for HTTP/2, bench/common.sh).
+# with a realistic Service CREATE review (bench/data/review-typical.json) over HTTP/1.1, as
+# kube-apiserver calls a webhook behind a Service: to saturation by h2load (PROTOCOL=h2 for HTTP/2,
+# bench/common.sh), at fixed rates by examples/pace.rs (evenly spaced, open loop).
 #
 # For each server it measures: throughput at saturation, p50/p99/p99.9 at fixed open-loop rates,
 # the server's CPU time per request and how busy its core was at saturation (/proc/PID/stat),
@@ -14,7 +15,7 @@
 # Knobs (environment): REPEATS=3 DURATION=5 (s per point) SAT_DURATION=10 RATES="500 1000 ..."
 # MODERATE=1000 (the rate the p50 target is judged at) PROTOCOL=http/1.1 SERVER_CPU=1 CLIENT_CPU=0
 # WORKERS=1 (tokio worker threads of both servers) CLIENTS=4 STREAMS=16 (saturation) LAT_CLIENTS=10
-# (fixed rates) BUILD=1.
+# (connections at fixed rates) BUILD=1.
 set -euo pipefail
 
 REPEATS=${REPEATS:-3}
@@ -22,7 +23,6 @@ DURATION=${DURATION:-5}
 SAT_DURATION=${SAT_DURATION:-10}
 RATES=${RATES:-"500 1000 2000 4000 6000 8000 10000 12000 14000"}
 MODERATE=${MODERATE:-1000}
-LAT_CLIENTS=${LAT_CLIENTS:-10}
 
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -97,16 +97,14 @@ for r in $(seq 1 "$REPEATS"); do
   done
 done
 
-# Latency at fixed offered rates: open loop (h2load --rps per connection), spread as `paced`
-# (bench/common.sh) says.
+# Latency at fixed offered rates: open loop, evenly spaced (`paced`, bench/common.sh).
 for rate in $RATES; do
   for r in $(seq 1 "$REPEATS"); do
     for s in webhook floor; do
       log=$work/$s-$rate-$r.log
       res=$(paced "$rate" "$(url $s)" "$log")
-      rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' <<<"$res")
-      ok=$(awk '/^requests:/ { print $8 }' <<<"$res")
-      read -r p50 p99 p999 < <(steady_latencies "$log" | sort -n | awk '{ v[NR] = $1 } END {
+      read -r rps ok <<<"$res"
+      read -r p50 p99 p999 < <(sort -n "$log" | awk '{ v[NR] = $1 } END {
         i = int(NR * 0.50); if (i < 1) i = 1; j = int(NR * 0.99); if (j < 1) j = 1; k = int(NR * 0.999); if (k < 1) k = 1
         print v[i], v[j], v[k] }')
       printf '%s\tlatency\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$rate" "$r" "$rps" "$p50" "$p99" "$p999" "$ok" >>"$raw"
@@ -157,7 +155,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "Saturation, webhook/floor run by run: $paired."
   echo
   echo "Machine: $(nproc) × $cpu, $(uname -sr); $(date -u +%Y-%m-%d). Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), h2load on CPU $CLIENT_CPU over $PROTOCOL; saturation: $sat_conns connections × $sat_streams streams; fixed rates: open loop, $LAT_CLIENTS connections started 1 ms apart, the first second left out). Medians of $REPEATS interleaved runs."
+  echo "Command: \`make bench\` (REPEATS=$REPEATS DURATION=${DURATION}s SAT_DURATION=${SAT_DURATION}s; servers on CPU $SERVER_CPU with $WORKERS tokio worker(s), clients on CPU $CLIENT_CPU; saturation: h2load over $PROTOCOL, $sat_conns connections × $sat_streams streams; fixed rates: examples/pace.rs over HTTP/1.1, open loop, evenly spaced over $LAT_CLIENTS warmed-up connections). Medians of $REPEATS interleaved runs."
   echo "Review: $(wc -c <"$review") bytes ($(basename "$review")), POST /mutate, answered with a patch; policy: manifests/policy.yaml; --service-cidrs $cidrs."
 } >"$out/summary.md"
 cat "$out/summary.md"
@@ -165,7 +163,7 @@ cat "$out/summary.md"
 gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,10"
 set output "$out/latency.png"
-set title "dualstack-webhook vs floor (rustls + hyper, constant answer): latency vs offered load\n$(basename "$review"), h2load over $PROTOCOL, $(date -u +%Y-%m-%d), medians of $REPEATS runs"
+set title "dualstack-webhook vs floor (rustls + hyper, constant answer): latency vs offered load\n$(basename "$review"), open loop over HTTP/1.1 (examples/pace.rs), $(date -u +%Y-%m-%d), medians of $REPEATS runs"
 set xlabel "offered load (requests/s, open loop)"
 set ylabel "latency (µs)"
 set logscale y
