@@ -105,7 +105,7 @@ paced() {
   taskset -c "$CLIENT_CPU" "$pace" --connect "${address%%/*}" --path "/${address#*/}" \
     --ca "$work/certs/ca.crt" --body "$review" --rate "$1" --connections "$LAT_CLIENTS" \
     --seconds "$DURATION" >"$3" 2>"$3.rate" || { cat "$3.rate" >&2; return 1; }
-  awk '{ print $5, $1 }' "$3.rate"
+  awk '{ print $6, $1 }' "$3.rate"
 }
 
 # Drives the server at URL $1 (pid $2) to saturation for SAT_DURATION seconds after 1 s of warm-up,
