@@ -21,13 +21,13 @@ STREAMS=${STREAMS:-16}
 LAT_CLIENTS=${LAT_CLIENTS:-10}
 BUILD=${BUILD:-1}
 
-# The protocol h2load speaks at saturation: HTTP/1.1 by default, as kube-apiserver calls a webhook behind a Service
-# or at any URL but a loopback one (k8s.io/apiserver v0.37.2, pkg/util/webhook/client.go: `cfg.NextProtos
-# = []string{"http/1.1"}`, a workaround for HTTP/2 not spreading requests over a Service's pods);
-# PROTOCOL=h2 for a webhook at a loopback URL, the one case the API server uses HTTP/2 for. Over
-# HTTP/1.1 a connection carries one request at a time (Go's client never pipelines): saturation's
-# CLIENTS x STREAMS requests in flight take as many connections. The fixed rates are always over
-# HTTP/1.1 (`paced`).
+# The protocol h2load speaks at saturation: HTTP/1.1 by default, as kube-apiserver calls a webhook
+# behind a Service or at any URL but a loopback one (k8s.io/apiserver v0.37.2,
+# pkg/util/webhook/client.go: `cfg.NextProtos = []string{"http/1.1"}`, a workaround for HTTP/2 not
+# spreading requests over a Service's pods); PROTOCOL=h2 for a webhook at a loopback URL, the one
+# case the API server uses HTTP/2 for. Over HTTP/1.1 a connection carries one request at a time
+# (Go's client never pipelines): saturation's CLIENTS x STREAMS requests in flight take as many
+# connections. The fixed rates are always over HTTP/1.1 (`paced`).
 PROTOCOL=${PROTOCOL:-http/1.1}
 case $PROTOCOL in
   http/1.1) load_flags=(--h1) sat_conns=$((CLIENTS * STREAMS)) sat_streams=1 ;;

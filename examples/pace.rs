@@ -42,10 +42,10 @@ struct Args {
     #[clap(long, default_value = "/mutate")]
     path: String,
     /// Requests a second, over all connections.
-    #[clap(long)]
+    #[clap(long, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
     /// Connections, each on its own thread, taking the instants in turn.
-    #[clap(long, default_value_t = 1)]
+    #[clap(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     connections: u32,
     /// How long to send at the rate. Every latency is printed, one per line, in microseconds; on
     /// stderr, how many were answered at what rate.
