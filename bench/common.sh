@@ -105,6 +105,7 @@ paced() {
   taskset -c "$CLIENT_CPU" "$pace" --connect "${address%%/*}" --path "/${address#*/}" \
     --ca "$work/certs/ca.crt" --body "$review" --rate "$1" --connections "$LAT_CLIENTS" \
     --seconds "$DURATION" >"$3" 2>"$3.rate" || { cat "$3.rate" >&2; return 1; }
+  # pace's summary on stderr: "N answered in S s: R req/s".
   awk '{ print $6, $1 }' "$3.rate"
 }
 

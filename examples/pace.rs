@@ -4,11 +4,12 @@
 //!
 //! h2load's `--rps` does not space requests evenly: at 1000 req/s over 10 connections most of its
 //! requests leave two to four at once, and the median one waits behind another's answer
-//! (bench/README.md, "Pacing"). Here connection
-//! `k` of `C` (one thread each) sends request `j` at `start + (k + C·j) / rate`: one request every
-//! `1 / rate` over all connections. Each thread sleeps to just before its instant and spins the
-//! rest. A latency is measured from the instant the request was due, not the one it was sent, so a
-//! late answer that delays the next request is charged to the server (no coordinated omission).
+//! (bench/README.md, "Pacing"). Here connection `k` of `C` (one thread each) sends request `j` at
+//! `start + (k + C·j) / rate`: one request every `1 / rate` over all connections. Each thread
+//! sleeps to just before its instant and spins the rest: blocking I/O on a thread of its own, not
+//! an async client, whose timers tick in milliseconds. A latency is measured from the instant the
+//! request was due, not the one it was sent, so a late answer that delays the next request is
+//! charged to the server (no coordinated omission).
 //!
 //! ```text
 //! cargo build --release --example pace
@@ -170,31 +171,35 @@ impl Connection {
     fn exchange(&mut self, request: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(request)?;
         self.buffer.clear();
-        let mut chunk = [0; 16 * 1024];
-        loop {
-            let read = self.stream.read(&mut chunk)?;
-            ensure!(read > 0, "the server closed the connection");
-            self.buffer.extend_from_slice(&chunk[..read]);
+        let end = loop {
+            self.read_more()?;
             let mut headers = [httparse::EMPTY_HEADER; 16];
             let mut response = httparse::Response::new(&mut headers);
-            let httparse::Status::Complete(head) = response.parse(&self.buffer)? else {
-                continue;
-            };
-            if response.code != Some(200) {
-                bail!("answered {:?}", response.code);
+            if let httparse::Status::Complete(head) = response.parse(&self.buffer)? {
+                if response.code != Some(200) {
+                    bail!("answered {:?}", response.code);
+                }
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                    .context("an answer without content-length")?;
+                break head + length;
             }
-            let length = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-                .context("an answer without content-length")?;
-            while self.buffer.len() < head + length {
-                let read = self.stream.read(&mut chunk)?;
-                ensure!(read > 0, "the server closed the connection");
-                self.buffer.extend_from_slice(&chunk[..read]);
-            }
-            return Ok(());
+        };
+        while self.buffer.len() < end {
+            self.read_more()?;
         }
+        Ok(())
+    }
+
+    /// Appends what the server has sent to the buffer, waiting for at least one byte.
+    fn read_more(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0; 16 * 1024];
+        let read = self.stream.read(&mut chunk)?;
+        ensure!(read > 0, "the server closed the connection");
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(())
     }
 }
