@@ -1,0 +1,42 @@
+//! The container image's promise: the binary needs only the shared libraries that the
+//! `Dockerfile`'s runtime base, distroless/cc-debian12, ships (glibc and libgcc).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+/// What distroless/cc-debian12 provides that a Rust binary links against: glibc's libraries (its
+/// dynamic loader too, which glibc's thread-local storage asks for by name) and libgcc's unwinder.
+const IMAGE_LIBRARIES: [&str; 5] = [
+    "libc.so.6",
+    "libm.so.6",
+    "libgcc_s.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+
+#[test]
+fn the_binary_links_only_what_the_runtime_image_ships() {
+    // binutils' objdump: the linker rustc calls comes from the same package, so it is always here.
+    let output = Command::new("objdump")
+        .arg("-p")
+        .arg(env!("CARGO_BIN_EXE_dualstack-webhook"))
+        .output()
+        .expect("run objdump");
+    assert!(output.status.success(), "{output:?}");
+    let headers = String::from_utf8(output.stdout).expect("objdump prints text");
+    let needed: BTreeSet<&str> = headers
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("NEEDED"))
+        .map(str::trim)
+        .collect();
+    assert!(needed.contains("libc.so.6"), "{headers}");
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|library| !IMAGE_LIBRARIES.contains(library))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the image does not ship {missing:?}: change the Dockerfile's runtime base, or the dependency"
+    );
+}
