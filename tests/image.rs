@@ -1,8 +1,12 @@
 //! The container image's promise: the binary needs only the shared libraries that the
-//! `Dockerfile`'s runtime base, distroless/cc-debian12, ships (glibc and libgcc).
+//! `Dockerfile`'s runtime base, distroless/cc-debian12, ships (glibc and libgcc), and the build it
+//! holds is the one the tests and benchmarks run.
 
 use std::collections::BTreeSet;
 use std::process::Command;
+
+/// The runtime base whose libraries [`IMAGE_LIBRARIES`] lists.
+const RUNTIME_BASE: &str = "FROM gcr.io/distroless/cc-debian12:nonroot";
 
 /// What distroless/cc-debian12 provides that a Rust binary links against: glibc's libraries (its
 /// dynamic loader too, which glibc's thread-local storage asks for by name) and libgcc's unwinder.
@@ -39,4 +43,22 @@ fn the_binary_links_only_what_the_runtime_image_ships() {
         missing.is_empty(),
         "the image does not ship {missing:?}: change the Dockerfile's runtime base, or the dependency"
     );
+}
+
+#[test]
+fn the_image_holds_the_build_the_tests_and_benchmarks_run() {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("read the Dockerfile");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.last(), Some(&RUNTIME_BASE), "{stages:?}");
+    // The host target's release build (`target/release`), as `make bench` and the e2e harness
+    // build it: no `--target` of its own, so no other libc.
+    assert!(
+        dockerfile.contains("cp target/release/dualstack-webhook /dualstack-webhook"),
+        "{dockerfile}"
+    );
+    assert!(!dockerfile.contains("--target"), "{dockerfile}");
 }
