@@ -14,7 +14,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 ## unit: cargo test (unit, table, property, service and real-socket TLS tests), after
-## tests/install-deps.sh (tests/outputs.rs runs xmllint)
+## tests/install-deps.sh (tests/outputs.rs runs xmllint, tests/image.rs objdump)
 unit:
 	tests/install-deps.sh
 	$(CARGO) test --locked

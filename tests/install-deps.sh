@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use when their tools are missing: curl, jq and openssl
-# (the test scripts) and xmllint (libxml2-utils; tests/outputs.rs validates JUnit output with it).
+# (the test scripts), xmllint (libxml2-utils; tests/outputs.rs validates JUnit output with it) and
+# objdump (binutils; tests/image.rs reads the libraries the binary needs).
 set -euo pipefail
 tools=() packages=()
 # TOOL or TOOL:PACKAGE, where the package has another name.
-for entry in curl jq openssl xmllint:libxml2-utils; do
+for entry in curl jq openssl xmllint:libxml2-utils objdump:binutils; do
   tool=${entry%%:*} package=${entry#*:}
   command -v "$tool" >/dev/null || { tools+=("$tool"); packages+=("$package"); }
 done
