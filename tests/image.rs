@@ -2,7 +2,6 @@
 //! `Dockerfile`'s runtime base, distroless/cc-debian12, ships (glibc and libgcc), and the build it
 //! holds is the one the tests and benchmarks run.
 
-use std::collections::BTreeSet;
 use std::process::Command;
 
 /// The runtime base whose libraries [`IMAGE_LIBRARIES`] lists.
@@ -20,7 +19,7 @@ const IMAGE_LIBRARIES: [&str; 5] = [
 
 #[test]
 fn the_binary_links_only_what_the_runtime_image_ships() {
-    // binutils' objdump: the linker rustc calls comes from the same package, so it is always here.
+    // binutils' objdump (tests/install-deps.sh installs it where it is missing).
     let output = Command::new("objdump")
         .arg("-p")
         .arg(env!("CARGO_BIN_EXE_dualstack-webhook"))
@@ -28,15 +27,14 @@ fn the_binary_links_only_what_the_runtime_image_ships() {
         .expect("run objdump");
     assert!(output.status.success(), "{output:?}");
     let headers = String::from_utf8(output.stdout).expect("objdump prints text");
-    let needed: BTreeSet<&str> = headers
+    let needed: Vec<&str> = headers
         .lines()
         .filter_map(|line| line.trim().strip_prefix("NEEDED"))
         .map(str::trim)
         .collect();
-    assert!(needed.contains("libc.so.6"), "{headers}");
+    assert!(needed.contains(&"libc.so.6"), "{headers}");
     let missing: Vec<&str> = needed
-        .iter()
-        .copied()
+        .into_iter()
         .filter(|library| !IMAGE_LIBRARIES.contains(library))
         .collect();
     assert!(
