@@ -206,38 +206,40 @@ async fn findings_are_counted_by_rule_and_action_and_audit_ones_logged() {
     let (metrics, registry) = metrics(&Policy::from_yaml(POLICY).unwrap());
     let audit = finding("v6-first", Action::Audit, false);
     let short = audit.violation.short();
-    // An Audit-only review: allowed, one Audit finding.
-    let lines = logged(|| {
-        let allowed = answer(Outcome::Allowed, std::slice::from_ref(&audit));
-        routes::findings(&metrics, Endpoint::Validate, &allowed);
-    });
     let target = "dualstack_webhook::server::routes";
+    let service =
+        r#"endpoint=Validate uid="u-1" namespace="apps" name="web" operation=Create dry_run=false"#;
+    // An Audit-only review: allowed (a debug line), one Audit finding.
+    let allowed = answer(Outcome::Allowed, std::slice::from_ref(&audit));
+    metrics.findings(Endpoint::Validate, &allowed.summary.findings);
     assert_eq!(
-        lines,
+        logged(|| routes::log(Endpoint::Validate, &allowed)),
         [format!(
-            r#" INFO {target}: audit finding endpoint=Validate uid="u-1" namespace="apps" name="web" operation=Create dry_run=false rule="v6-first" finding={short:?}"#
+            r#" INFO {target}: audit finding {service} rule="v6-first" finding={short:?}"#
         )]
     );
     // A denied review: counted, its Audit finding not logged again (the denial line names it).
-    let lines = logged(|| {
-        let both = [finding("dual", Action::Deny, false), audit.clone()];
-        routes::findings(
-            &metrics,
-            Endpoint::Validate,
-            &answer(Outcome::Denied, &both),
-        );
-    });
-    assert_eq!(lines, Vec::<String>::new());
-    // A grandfathered Deny: warned, not logged here (the review's own line says it warned).
-    let lines = logged(|| {
-        let grandfathered = [finding("dual", Action::Deny, true)];
-        routes::findings(
-            &metrics,
-            Endpoint::Validate,
-            &answer(Outcome::Warned, &grandfathered),
-        );
-    });
-    assert_eq!(lines, Vec::<String>::new());
+    let mut denied = answer(
+        Outcome::Denied,
+        &[finding("dual", Action::Deny, false), audit.clone()],
+    );
+    denied.summary.denied = Some("rule dual: not dual-stack".to_owned());
+    metrics.findings(Endpoint::Validate, &denied.summary.findings);
+    assert_eq!(
+        logged(|| routes::log(Endpoint::Validate, &denied)),
+        [format!(
+            r#" INFO {target}: denied {service} denial=Some("rule dual: not dual-stack")"#
+        )]
+    );
+    // A grandfathered Deny: warned; the review's own line says so.
+    let warned = answer(Outcome::Warned, &[finding("dual", Action::Deny, true)]);
+    metrics.findings(Endpoint::Validate, &warned.summary.findings);
+    assert_eq!(
+        logged(|| routes::log(Endpoint::Validate, &warned)),
+        [format!(
+            r#" INFO {target}: allowed with warnings {service} denial=None"#
+        )]
+    );
     let (_, text) = scrape(&registry, None).await;
     assert_lines(
         &text,

@@ -1,6 +1,6 @@
 //! The webhook's routes: `POST /mutate` and `POST /validate`, an axum `Router` (`405` for another
 //! method there, `404` elsewhere). Handlers are thin: read the body, call [`admission::review`],
-//! answer.
+//! count it, answer; its log lines are written once the answer is sent.
 //!
 //! A body that is not an AdmissionReview gets HTTP 400 with a one-line reason (413 when over the
 //! limit, 408 when it does not arrive in time, 503 for a large body while the memory budget has
@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tracing::{debug, info};
+use tracing::{Instrument as _, debug, info};
 
 use crate::admission::{self, Answer, Endpoint, Outcome};
 use crate::cluster::Cluster;
@@ -95,12 +95,16 @@ async fn handle(
     let started = Instant::now();
     let (policy, cluster) = (state.policy.load(), state.cluster.load());
     match admission::review(endpoint, &received.bytes, &policy, &cluster) {
-        Ok(answer) => {
+        Ok(mut answer) => {
             let seconds = started.elapsed().as_secs_f64();
-            log(endpoint, &answer);
-            findings(&state.metrics, endpoint, &answer);
-            (state.metrics).review(endpoint, &answer.operation, answer.outcome, seconds);
-            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            let metrics = &state.metrics;
+            metrics.review(endpoint, &answer.operation, answer.outcome, seconds);
+            metrics.findings(endpoint, &answer.summary.findings);
+            let body = std::mem::take(&mut answer.body);
+            // The log lines are written by a task of their own, which runs once this connection's
+            // task has sent the answer: formatting them is not part of the API server's wait.
+            tokio::spawn(async move { log(endpoint, &answer) }.in_current_span());
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(error) => {
             let reason = error.to_string();
@@ -115,9 +119,12 @@ async fn handle(
     }
 }
 
-/// One event per review, with the request's endpoint, uid, namespace, name and operation: `info`
-/// for what changed or flagged something, `debug` for plain allows.
-fn log(endpoint: Endpoint, answer: &Answer) {
+/// A review's log lines. One per review, with the request's endpoint, uid, namespace, name and
+/// operation: `info` for what changed or flagged something, `debug` for plain allows. Then, unless
+/// the review was denied (its line names the denial), one `info` line per `Audit` finding, naming
+/// the Service, the rule and the finding: nothing else outside the API server's audit log shows an
+/// Audit rule at work, which is what an "Audit first" rollout watches.
+pub fn log(endpoint: Endpoint, answer: &Answer) {
     let s = &answer.summary;
     let (uid, namespace, name, denial) = (&s.uid, &s.namespace, &s.name, &s.denied);
     let (operation, dry_run) = (&answer.operation, s.dry_run);
@@ -149,23 +156,10 @@ fn log(endpoint: Endpoint, answer: &Answer) {
             "{what}"
         );
     }
-}
-
-/// What a review's findings add to the metrics and the log: each finding is counted by rule and
-/// action (`dualstack_webhook_findings_total`), and each `Audit` finding of a review that was not
-/// denied is one `info` line naming the Service, the rule and the finding: nothing else outside
-/// the API server's audit log shows an Audit rule at work, which is what an "Audit first"
-/// rollout watches.
-pub fn findings(metrics: &Metrics, endpoint: Endpoint, answer: &Answer) {
-    let findings = &answer.summary.findings;
-    metrics.findings(endpoint, findings);
     if answer.outcome == Outcome::Denied {
         return;
     }
-    let s = &answer.summary;
-    let (uid, namespace, name) = (&s.uid, &s.namespace, &s.name);
-    let (operation, dry_run) = (&answer.operation, s.dry_run);
-    for f in findings.iter().filter(|f| f.action == Action::Audit) {
+    for f in s.findings.iter().filter(|f| f.action == Action::Audit) {
         let (rule, finding) = (&f.rule, f.violation.short());
         info!(
             ?endpoint,
