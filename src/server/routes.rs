@@ -1,6 +1,6 @@
 //! The webhook's routes: `POST /mutate` and `POST /validate`, an axum `Router` (`405` for another
 //! method there, `404` elsewhere). Handlers are thin: read the body, call [`admission::review`],
-//! count it, answer; its log lines are written once the answer is sent.
+//! count it, answer; its log lines are written once the answer is handed over.
 //!
 //! A body that is not an AdmissionReview gets HTTP 400 with a one-line reason (413 when over the
 //! limit, 408 when it does not arrive in time, 503 for a large body while the memory budget has
@@ -101,8 +101,8 @@ async fn handle(
             metrics.review(endpoint, &answer.operation, answer.outcome, seconds);
             metrics.findings(endpoint, &answer.summary.findings);
             let body = std::mem::take(&mut answer.body);
-            // The log lines are written by a task of their own, which runs once this connection's
-            // task has sent the answer: formatting them is not part of the API server's wait.
+            // The log lines are written by a task of their own, which tokio runs once this task
+            // has handed the answer over: formatting them is not part of the API server's wait.
             tokio::spawn(async move { log(endpoint, &answer) }.in_current_span());
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
