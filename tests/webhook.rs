@@ -37,6 +37,7 @@ fn state(p: Policy) -> (AppState, Arc<Registry>) {
         policy: Arc::new(ArcSwap::from_pointee(p)),
         cluster: Arc::new(ArcSwap::from_pointee(Cluster::with_cidrs(Some(cidrs)))),
         metrics,
+        log_tasks: Default::default(),
     };
     (state, Arc::new(registry))
 }

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::cluster::{self, Cluster};
@@ -181,10 +182,12 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
             token.clone(),
         ));
     }
+    let log_tasks = TaskTracker::new();
     let app = routes::router(AppState {
         policy,
         cluster,
         metrics: metrics.clone(),
+        log_tasks: log_tasks.clone(),
     });
     let admin_app = admin::router(Arc::new(registry), readiness.clone());
     let https = tokio::spawn(server::serve_tls(
@@ -228,6 +231,9 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<(
         );
     }
     let (https, admin) = tokio::join!(https, admin);
+    // The connections are closed; the last reviews' log lines may still be being written.
+    log_tasks.close();
+    log_tasks.wait().await;
     https
         .context("https server task")?
         .context("https server")?;

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info};
 
 use crate::admission::{self, Answer, Endpoint, Outcome};
@@ -35,6 +36,9 @@ pub struct AppState {
     pub cluster: Arc<ArcSwap<Cluster>>,
     /// Metrics.
     pub metrics: Metrics,
+    /// The tasks writing reviews' log lines, which run after each answer: `serve` waits for them
+    /// before it exits, so that no line is lost.
+    pub log_tasks: TaskTracker,
 }
 
 struct Shared {
@@ -103,7 +107,7 @@ async fn handle(
             let body = std::mem::take(&mut answer.body);
             // The log lines are written by a task of their own, which tokio runs once this task
             // has handed the answer over: formatting them is not part of the API server's wait.
-            tokio::spawn(async move { log(endpoint, &answer) }.in_current_span());
+            (state.log_tasks).spawn(async move { log(endpoint, &answer) }.in_current_span());
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(error) => {

@@ -1,5 +1,6 @@
-//! Harness shared by `tests/hostile.rs` and `tests/faults.rs`: the real router over real TLS on
-//! 127.0.0.1:0, clients, a well-behaved background prober, metrics and memory readings.
+//! Harness shared by `tests/hostile.rs`, `tests/faults.rs` and `tests/logs.rs`: the real router
+//! over real TLS on 127.0.0.1:0, clients, a well-behaved background prober, metrics and memory
+//! readings.
 //!
 //! Every step that could hang is bounded ([`bounded`]); every server listens on loopback only.
 
@@ -81,6 +82,7 @@ pub(crate) fn app_state(metrics: Metrics) -> AppState {
         )),
         cluster: Arc::new(ArcSwap::from_pointee(Cluster::with_cidrs(Some(cidrs)))),
         metrics,
+        log_tasks: Default::default(),
     }
 }
 
