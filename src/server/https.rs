@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
@@ -375,13 +375,13 @@ async fn serve<P: Prepare, S: HttpsService>(
 /// would escape the header read timeout. HTTP/2 over TLS must be negotiated by ALPN (RFC 9113
 /// §3.2), so the choice is made from the handshake and the read deadline starts at once.
 struct HttpBuilders {
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<InConnectionSpan>,
+    http2: auto::Builder<InConnectionSpan>,
 }
 
 impl HttpBuilders {
     fn new(options: &ServerOptions) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
+        let mut http = auto::Builder::new(InConnectionSpan);
         // hyper's header timer is also its keep-alive limit: `deadline` keeps both instead.
         http.http1()
             .header_read_timeout(None)
@@ -402,8 +402,24 @@ impl HttpBuilders {
         }
     }
 
-    fn get(&self, h2: bool) -> &auto::Builder<TokioExecutor> {
+    fn get(&self, h2: bool) -> &auto::Builder<InConnectionSpan> {
         if h2 { &self.http2 } else { &self.http1 }
+    }
+}
+
+/// hyper's executor: tokio's, keeping the span of the task that spawns. hyper runs each HTTP/2
+/// stream as a task of its own, spawned from its connection's task: with this the stream's events
+/// carry the connection's span (`conn{client.addr=…}`), as an HTTP/1.1 request's do.
+#[derive(Clone, Copy, Debug)]
+struct InConnectionSpan;
+
+impl<F> hyper::rt::Executor<F> for InConnectionSpan
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future.in_current_span());
     }
 }
 
