@@ -7,49 +7,22 @@
 
 mod common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
 
-/// Log lines written into a buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    /// The review lines written so far.
-    fn patched(&self) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let lines = text.lines().filter(|l| l.contains(": patched "));
-        lines.map(str::to_owned).collect()
-    }
+/// The review lines in `out` so far.
+fn patched(out: &LogBuffer) -> Vec<String> {
+    let mut lines = out.lines();
+    lines.retain(|l| l.contains(": patched "));
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_review_is_one_line_in_its_connections_span_over_http1_and_http2() {
     let out = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let out = out.clone();
-            move || out.clone()
-        })
-        .with_ansi(false)
-        .without_time()
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    tracing::subscriber::set_global_default(out.subscriber()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (webhook, config) = start_in(dir.path(), Default::default()).await;
 
@@ -73,7 +46,7 @@ async fn each_review_is_one_line_in_its_connections_span_over_http1_and_http2() 
 
     // The lines are written once the answers are handed over: wait for both.
     let written = async {
-        while out.patched().len() < 2 {
+        while patched(&out).len() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -83,7 +56,7 @@ async fn each_review_is_one_line_in_its_connections_span_over_http1_and_http2() 
         r#"dualstack_webhook::server::routes: patched endpoint=Mutate uid="{REVIEW_UID}" namespace="apps" name="web" operation=Create dry_run=false denial=None"#
     );
     assert_eq!(
-        out.patched(),
+        patched(&out),
         [
             format!(" INFO conn{{client.addr={h1_client}}}: {review}"),
             format!(" INFO conn{{client.addr={h2_client_addr}}}: {review}"),

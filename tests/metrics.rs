@@ -4,15 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{Request, header};
+use common::LogBuffer;
 use dualstack_webhook::admission::{Answer, Endpoint, Outcome, Summary};
 use dualstack_webhook::commands::certs;
 use dualstack_webhook::domain::engine::{Finding, Mutation, Violation};
@@ -171,34 +173,11 @@ fn finding(rule: &str, action: Action, grandfathered: bool) -> Finding {
     }
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The log lines `f` writes at info and above (plain, without time or colours).
 fn logged(f: impl FnOnce()) -> Vec<String> {
-    let out = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let out = out.clone();
-            move || out.clone()
-        })
-        .with_ansi(false)
-        .without_time()
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(str::to_owned).collect()
+    let out = LogBuffer::default();
+    tracing::subscriber::with_default(out.subscriber(), f);
+    out.lines()
 }
 
 #[tokio::test]
