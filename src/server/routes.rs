@@ -107,7 +107,8 @@ async fn handle(
             let body = std::mem::take(&mut answer.body);
             // The log lines are written by a task of their own, which tokio runs once this task
             // has handed the answer over: formatting them is not part of the API server's wait.
-            (state.log_tasks).spawn(async move { log(endpoint, &answer) }.in_current_span());
+            let lines = async move { log(endpoint, &answer) };
+            state.log_tasks.spawn(lines.in_current_span());
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(error) => {
